@@ -1,0 +1,150 @@
+"""PredictConfig and TrainConfig: the fields and pure rules of zamba 2.7.2's.
+
+Only what can be checked without touching files, hardware or the network is checked here; the
+predict and train commands resolve paths, devices and weights in an explicit step.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional, Union
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from kifaru.config.base import StrictConfig, did_you_mean
+
+# The official zamba video models; the model registry (a later stage) carries their details.
+OFFICIAL_VIDEO_MODELS = ("time_distributed", "european", "blank_nonblank", "slowfast")
+
+
+class WeightRegion(str, Enum):
+    us = "us"
+    eu = "eu"
+    asia = "asia"
+
+
+def _check_model_name(name: Optional[str]) -> Optional[str]:
+    if name is not None and name not in OFFICIAL_VIDEO_MODELS:
+        raise ValueError(
+            f"unknown model_name '{name}'{did_you_mean(name, set(OFFICIAL_VIDEO_MODELS))}; "
+            f"valid: {', '.join(OFFICIAL_VIDEO_MODELS)}"
+        )
+    return name
+
+
+ModelName = Annotated[Optional[str], AfterValidator(_check_model_name)]
+
+
+class PredictConfig(StrictConfig):
+    data_dir: Optional[Path] = None
+    filepaths: Optional[Path] = None
+    checkpoint: Optional[Path] = None
+    model_name: ModelName = "time_distributed"
+    gpus: Optional[int] = Field(None, ge=0)
+    num_workers: int = Field(3, ge=0)
+    batch_size: int = Field(2, gt=0)
+    save: bool = True
+    save_dir: Optional[Path] = None
+    overwrite: bool = False
+    dry_run: bool = False
+    proba_threshold: Optional[float] = None
+    output_class_names: bool = False
+    weight_download_region: WeightRegion = WeightRegion.us
+    skip_load_validation: bool = False
+    model_cache_dir: Optional[Path] = None
+    deterministic: bool = False
+
+    @field_validator("proba_threshold")
+    @classmethod
+    def _threshold_in_open_unit_interval(cls, value: Optional[float]) -> Optional[float]:
+        if value is not None and not 0 < value < 1:
+            raise ValueError(f"proba_threshold must be between 0 and 1 (exclusive), got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_a_model(self) -> "PredictConfig":
+        if self.model_name is None and self.checkpoint is None:
+            raise ValueError("give model_name or checkpoint")
+        return self
+
+
+class BackboneFinetuneConfig(StrictConfig):
+    unfreeze_backbone_at_epoch: Optional[int] = 5
+    backbone_initial_ratio_lr: Optional[float] = 0.01
+    multiplier: Optional[Union[int, float]] = 1
+    pre_train_bn: Optional[bool] = False
+    train_bn: Optional[bool] = False
+    verbose: Optional[bool] = True
+
+
+_MONITOR_MODE = {"val_macro_f1": "max", "val_loss": "min"}
+
+
+class EarlyStoppingConfig(StrictConfig):
+    monitor: str = "val_macro_f1"
+    patience: int = Field(5, ge=0)
+    verbose: bool = True
+    mode: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _mode_matches_monitor(self) -> "EarlyStoppingConfig":
+        if self.monitor not in _MONITOR_MODE:
+            raise ValueError(f"monitor must be one of {', '.join(_MONITOR_MODE)}, got '{self.monitor}'")
+        expected = _MONITOR_MODE[self.monitor]
+        if self.mode is None:
+            object.__setattr__(self, "mode", expected)
+        elif self.mode != expected:
+            raise ValueError(f"mode '{self.mode}' is wrong for monitor {self.monitor}: use '{expected}'")
+        return self
+
+
+class SchedulerConfig(StrictConfig):
+    scheduler: Optional[str]
+    scheduler_params: Optional[dict[str, Any]] = None
+
+
+class TrainConfig(StrictConfig):
+    labels: Path
+    data_dir: Optional[Path] = None
+    checkpoint: Optional[Path] = None
+    scheduler_config: Optional[Union[SchedulerConfig, str]] = "default"
+    model_name: ModelName = "time_distributed"
+    dry_run: Union[bool, int] = False
+    batch_size: int = Field(2, gt=0)
+    auto_lr_find: bool = False
+    backbone_finetune_config: Optional[BackboneFinetuneConfig] = BackboneFinetuneConfig()
+    gpus: Optional[int] = Field(None, ge=0)
+    num_workers: int = Field(3, ge=0)
+    max_epochs: Optional[int] = Field(None, gt=0)
+    early_stopping_config: Optional[EarlyStoppingConfig] = EarlyStoppingConfig()
+    weight_download_region: WeightRegion = WeightRegion.us
+    split_proportions: Optional[dict[str, int]] = {"train": 3, "val": 1, "holdout": 1}
+    save_dir: Optional[Path] = None
+    overwrite: bool = False
+    skip_load_validation: bool = False
+    from_scratch: bool = False
+    use_default_model_labels: Optional[bool] = None
+    model_cache_dir: Optional[Path] = None
+
+    @field_validator("scheduler_config")
+    @classmethod
+    def _scheduler_string_is_default(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "default":
+            raise ValueError(f"scheduler_config must be 'default', null or a mapping, got '{value}'")
+        return value
+
+    @field_validator("split_proportions")
+    @classmethod
+    def _known_splits(cls, value: Optional[dict[str, int]]) -> Optional[dict[str, int]]:
+        if value is not None:
+            unknown = set(value) - {"train", "val", "holdout"}
+            if unknown:
+                raise ValueError(f"split_proportions keys must be train, val, holdout; got {sorted(unknown)}")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_a_model(self) -> "TrainConfig":
+        if self.model_name is None and self.checkpoint is None:
+            raise ValueError("give model_name or checkpoint")
+        return self

@@ -1,0 +1,263 @@
+"""``load_video_frames``: a video file in, the exact frames a model sees out.
+
+The pipeline follows zamba's order (crop, resample, select, resize for selection, pick frames,
+detector, resize for the model, ensure the count), but plans which source frames are needed from
+timestamps first and decodes only those (see ``kifaru.video.decode``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from kifaru.config.video import VideoLoaderConfig, resolve_cache_dir
+from kifaru.exceptions import ConfigError, DecodeError, KifaruError, MediaError, PartialDecodeWarning
+from kifaru.video.cache import FrameCache
+from kifaru.video.decode import PyAVVideoSource, StreamInfo, VideoSource
+from kifaru.video.image import ImageSource
+from kifaru.video.media import is_image
+from kifaru.video.selection import (
+    SceneChangeScorer,
+    ensure_frame_count,
+    plan_by_timestamps,
+    wanted_total_frames,
+)
+from kifaru.video.transform import Size, crop_bottom, resize_for_model, resize_for_selection, to_pix_fmt
+
+NO_FRAME = -1  # source index of a frame of zeros (nothing was selected at all)
+
+
+class UnsupportedOptionError(KifaruError):
+    """A valid config option this version cannot carry out yet."""
+
+
+@dataclass
+class LoadedFrames:
+    """The frames and where each came from."""
+
+    frames: np.ndarray  # (frames, height, width, 3) uint8
+    source_indices: list[int]  # per output frame: index of the source frame (presentation order)
+    times: list[float]  # per output frame: its source frame's time in seconds
+    info: Optional[StreamInfo] = None  # None when served from the cache
+    warnings: list[str] = field(default_factory=list)
+    from_cache: bool = False
+
+
+def open_source(path: str | Path) -> VideoSource:
+    """The decoder for a file: still images through PIL, everything else through PyAV."""
+    return ImageSource(path) if is_image(path) else PyAVVideoSource(path)
+
+
+def _size(height: Optional[int], width: Optional[int]) -> Optional[Size]:
+    return (height, width) if height is not None and width is not None else None
+
+
+class FrameLoader:
+    """Loads frames for one config; holds the frame cache and cleans it up on ``close()``."""
+
+    def __init__(self, config: Optional[VideoLoaderConfig] = None) -> None:
+        self.config = config or VideoLoaderConfig()
+        if self.config.megadetector_lite_config is not None:
+            raise UnsupportedOptionError(
+                "megadetector_lite_config: frame selection by MegadetectorLite is not available in "
+                "this version of kifaru yet; remove megadetector_lite_config (or use fps / "
+                "evenly_sample_total_frames) to load frames"
+            )
+        cache_dir = resolve_cache_dir(self.config)
+        self.cache = FrameCache(cache_dir, self.config) if cache_dir is not None else None
+
+    def close(self) -> None:
+        if self.cache is not None and self.config.cleanup_cache:
+            self.cache.clear()
+
+    def __enter__(self) -> "FrameLoader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- public ------------------------------------------------------------------------------
+    def load(self, path: str | Path) -> LoadedFrames:
+        path = Path(path)
+        if self.cache is not None and path.is_file():
+            cached = self.cache.get(path)
+            if cached is not None:
+                return LoadedFrames(
+                    frames=cached["frames"],
+                    source_indices=cached["source_indices"].tolist(),
+                    times=cached["times"].tolist(),
+                    from_cache=True,
+                )
+        loaded = self._load_from_file(path)
+        if self.cache is not None:
+            self.cache.put(
+                path,
+                {
+                    "frames": loaded.frames,
+                    "source_indices": np.asarray(loaded.source_indices, dtype=np.int64),
+                    "times": np.asarray(loaded.times, dtype=np.float64),
+                },
+            )
+        return loaded
+
+    # -- pipeline ----------------------------------------------------------------------------
+    def _load_from_file(self, path: Path) -> LoadedFrames:
+        config = self.config
+        source = open_source(path)
+        try:
+            info = source.info
+            notes: list[str] = []
+            if not info.complete:
+                notes.append(f"{path}: {info.problem}; using the frames before that point")
+            frames_by_index, plan = self._select_and_decode(source, notes)
+        finally:
+            source.close()
+
+        total = wanted_total_frames(config) if config.ensure_total_frames else None
+        if isinstance(source, ImageSource):
+            plan = [0] * (wanted_total_frames(config) or 1)
+        elif total is not None:
+            plan = ensure_frame_count(plan, total)
+        if plan:
+            frames = np.stack([frames_by_index[i] for i in plan])
+            times = [float(info.timestamps[i]) for i in plan]
+        else:
+            frames = self._no_frames(info, total, notes, path)
+            plan, times = [NO_FRAME] * len(frames), [float("nan")] * len(frames)
+        for note in notes:
+            warnings.warn(PartialDecodeWarning(note), stacklevel=3)
+        return LoadedFrames(to_pix_fmt(frames, config.pix_fmt), plan, times, info, notes)
+
+    def _select_and_decode(self, source: VideoSource, notes: list[str]) -> tuple[dict[int, np.ndarray], list[int]]:
+        """The plan (source index per output frame) and the prepared frames it uses.
+
+        When frames cannot be decoded, the clip is taken to end before the first of them and
+        the plan is made again, so nothing is ever filled in with frames that do not exist.
+        """
+        config, info = self.config, source.info
+        frame_count = info.frame_count
+        prepared: dict[int, np.ndarray] = {}
+        for _attempt in range(4):
+            timestamps = info.timestamps[:frame_count]
+            end_time = info.end_time if frame_count == info.frame_count else info.timestamps[frame_count]
+            if config.scene_threshold:
+                plan = self._scene_plan(source, frame_count, prepared)
+            else:
+                duration = info.duration if frame_count == info.frame_count and info.complete else float(end_time)
+                plan = plan_by_timestamps(config, timestamps, end_time, duration, info.keyframes)
+                if config.ensure_total_frames and wanted_total_frames(config) is not None:
+                    # Frames past the count would only be clipped off: don't decode them.
+                    plan = plan[: wanted_total_frames(config)]
+                self._decode_into(source, [i for i in set(plan) if i not in prepared], prepared)
+            missing = sorted(set(plan) - set(prepared))
+            if not missing:
+                return prepared, plan
+            reason = "; ".join(source.last_failures) or "no picture"
+            notes.append(
+                f"{info.path}: frames from {float(info.timestamps[missing[0]]):.2f} s on could not be "
+                f"decoded ({reason}); using the {missing[0]} frames before them"
+            )
+            frame_count = missing[0]
+            if frame_count == 0:
+                break
+        raise DecodeError(info.path, "no frame could be decoded" + (f" ({'; '.join(source.last_failures)})" if source.last_failures else ""))
+
+    def _frame_geometry(self, info: StreamInfo, source: VideoSource) -> tuple[int, int]:
+        """(rows to crop at full size, reduced-resolution factor to decode at).
+
+        Decoding at 1/2, 1/4... of the size is chosen only while the (cropped) frame stays at
+        least as large as the next resize target in both directions, so it never upsamples.
+        """
+        crop = self.config.crop_bottom_pixels or 0
+        target = _size(self.config.frame_selection_height, self.config.frame_selection_width) or _size(
+            self.config.model_input_height, self.config.model_input_width
+        )
+        factor = 1
+        if target is not None:
+            for candidate in source.lowres_factors():
+                if (info.height - crop) / candidate >= target[0] and info.width / candidate >= target[1]:
+                    factor = candidate
+        return crop, factor
+
+    def _prepare(self, rgb: np.ndarray, crop: int, path: str) -> np.ndarray:
+        if crop >= rgb.shape[0]:
+            raise MediaError(
+                path,
+                f"crop_bottom_pixels removes {crop} rows but frames are only {rgb.shape[0]} rows "
+                f"high here; lower crop_bottom_pixels",
+            )
+        rgb = crop_bottom(rgb, crop)
+        rgb = resize_for_selection(rgb, _size(self.config.frame_selection_height, self.config.frame_selection_width))
+        return resize_for_model(rgb, _size(self.config.model_input_height, self.config.model_input_width))
+
+    def _decode_into(self, source: VideoSource, indices: list[int], prepared: dict[int, np.ndarray]) -> None:
+        if not indices:
+            return
+        crop, factor = self._frame_geometry(source.info, source)
+        for frame in source.decode(indices, scale_down=factor):
+            prepared[frame.index] = self._prepare(frame.to_rgb(), round(crop / factor), source.info.path)
+
+    def _scene_plan(self, source: VideoSource, frame_count: int, prepared: dict[int, np.ndarray]) -> list[int]:
+        """Frames whose scene-change score exceeds the threshold (each once, never padded)."""
+        scorer = SceneChangeScorer()
+        crop = self.config.crop_bottom_pixels or 0
+        plan = []
+        for frame in source.decode(range(frame_count)):
+            if scorer.score(frame.yuv_planes()) > self.config.scene_threshold:
+                plan.append(frame.index)
+                prepared[frame.index] = self._prepare(frame.to_rgb(), crop, source.info.path)
+        return sorted(plan)
+
+    def _no_frames(self, info: StreamInfo, total: Optional[int], notes: list[str], path: Path) -> np.ndarray:
+        config = self.config
+        height = info.height - (config.crop_bottom_pixels or 0)
+        size = (
+            _size(config.model_input_height, config.model_input_width)
+            or _size(config.frame_selection_height, config.frame_selection_width)
+            or (height, info.width)
+        )
+        count = total or 0
+        if count:
+            notes.append(f"{path}: no frame was selected; returning {count} frames of zeros as ensure_total_frames asks")
+        return np.zeros((count, size[0], size[1], 3), dtype=np.uint8)
+
+
+_loaders_to_close: list[FrameLoader] = []
+
+
+def load_video(path: str | Path, config: Optional[VideoLoaderConfig] = None, **kwargs: Any) -> LoadedFrames:
+    """Like :func:`load_video_frames`, with where each frame came from and any warnings."""
+    if config is None:
+        try:
+            config = VideoLoaderConfig(**kwargs)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    elif kwargs:
+        raise TypeError("give either a config or keyword arguments, not both")
+    loader = FrameLoader(config)
+    if config.cleanup_cache and loader.cache is not None:
+        # A lone call's "run" is the process: clear the cache when it exits.
+        _loaders_to_close.append(loader)
+    return loader.load(path)
+
+
+def load_video_frames(path: str | Path, config: Optional[VideoLoaderConfig] = None, **kwargs: Any) -> np.ndarray:
+    """The frames a model sees: (frames, height, width, 3) uint8, RGB (or BGR with pix_fmt bgr24).
+
+    Give a :class:`VideoLoaderConfig` or its fields as keyword arguments. Raises a
+    :class:`kifaru.exceptions.MediaError` subclass naming the file and the reason when the file
+    cannot be used; a clip that decodes only partway gives the frames it has, with a
+    :class:`PartialDecodeWarning`.
+    """
+    return load_video(path, config, **kwargs).frames
+
+
+@atexit.register
+def _cleanup_caches() -> None:
+    for loader in _loaders_to_close:
+        loader.close()

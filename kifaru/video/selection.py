@@ -1,0 +1,128 @@
+"""Frame selection as pure functions over presentation timestamps.
+
+A *plan* is the list of source frame indices (presentation order) that make up the output, in
+output order; an index may repeat (resampling to a higher rate duplicates frames, as FFmpeg does).
+Nothing here decodes or touches files, so every rule is testable with plain lists of numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Optional, Sequence
+
+import numpy as np
+
+from kifaru.config.video import EARLY_BIAS_FPS, EARLY_BIAS_FRAME_INDICES, VideoLoaderConfig
+
+# FFmpeg parses a frame rate given as a decimal string into a rational with this denominator bound
+# (av_parse_video_rate -> av_d2q(rate, 1001000)); matching it keeps frame counts identical.
+_FFMPEG_RATE_MAX_DENOMINATOR = 1001000
+
+
+def rate_as_fraction(fps: float | Fraction) -> Fraction:
+    """The rational FFmpeg would use for a frame rate given as a number."""
+    if isinstance(fps, Fraction):
+        return fps
+    return Fraction(repr(float(fps))).limit_denominator(_FFMPEG_RATE_MAX_DENOMINATOR)
+
+
+def resample_to_fps(
+    timestamps: Sequence[Fraction], end_time: Fraction, fps: float | Fraction
+) -> list[int]:
+    """Which source frame fills each output slot of FFmpeg's ``fps=F:round=up`` filter.
+
+    ``timestamps`` are the presentation times (seconds, sorted) of the source frames and
+    ``end_time`` the time the last frame stops being shown (its time plus its duration). Slots are
+    the multiples of 1/F from the first frame's (rounded-up) time until ``end_time`` (rounded up);
+    each shows the latest frame that started at or before it. So a 61 s clip at 1 fps gives
+    244 slots at fps=4 and 31 at fps=0.5.
+    """
+    if not timestamps:
+        return []
+    rate = rate_as_fraction(fps)
+    rounded = [math.ceil(t * rate) for t in timestamps]
+    first_slot = rounded[0]
+    end_slot = math.ceil(end_time * rate)
+    slots = np.arange(first_slot, max(end_slot, first_slot), dtype=np.int64)
+    return (np.searchsorted(np.asarray(rounded, dtype=np.int64), slots, side="right") - 1).tolist()
+
+
+def pick_stream_positions(plan: Sequence[int], positions: Sequence[int]) -> list[int]:
+    """FFmpeg's ``select=eq(n,a)+eq(n,b)...``: the plan's entries at those positions, each once,
+    in stream order; positions past the end are ignored."""
+    wanted = sorted({p for p in positions if 0 <= p < len(plan)})
+    return [plan[p] for p in wanted]
+
+
+def evenly_sampled_fps(total_frames: int, duration: float) -> float:
+    """The rate that spreads ``total_frames`` over the clip's duration (zamba's rule)."""
+    if duration <= 0:
+        raise ValueError("the clip has no duration to sample from")
+    return total_frames / duration
+
+
+def plan_by_timestamps(
+    config: VideoLoaderConfig,
+    timestamps: Sequence[Fraction],
+    end_time: Fraction,
+    duration: float,
+    keyframes: Optional[Sequence[bool]] = None,
+) -> list[int]:
+    """The source frames a config selects, for every mode decided by timestamps alone
+    (everything except scene_threshold, which needs the pixels, and MegadetectorLite)."""
+    plan: list[int] = list(range(len(timestamps)))
+    if config.evenly_sample_total_frames:
+        plan = resample_to_fps(timestamps, end_time, evenly_sampled_fps(config.total_frames, duration))
+    elif config.early_bias:
+        plan = resample_to_fps(timestamps, end_time, EARLY_BIAS_FPS)
+    elif config.fps:
+        plan = resample_to_fps(timestamps, end_time, config.fps)
+    if config.i_frames:
+        if keyframes is None:
+            raise ValueError("i_frames needs the keyframe flags")
+        plan = [index for index in plan if keyframes[index]]
+    if config.early_bias:
+        plan = pick_stream_positions(plan, EARLY_BIAS_FRAME_INDICES)
+    elif config.frame_indices:
+        plan = pick_stream_positions(plan, config.frame_indices)
+    return plan
+
+
+def wanted_total_frames(config: VideoLoaderConfig) -> Optional[int]:
+    """How many frames ensure_total_frames aims for (early_bias implies 16), or None."""
+    if config.early_bias:
+        return len(EARLY_BIAS_FRAME_INDICES)
+    return config.total_frames
+
+
+def ensure_frame_count(plan: Sequence[int], total: Optional[int]) -> list[int]:
+    """Clip a plan to ``total`` entries or repeat its last one; an empty plan stays empty."""
+    if total is None or not plan:
+        return list(plan)
+    if len(plan) >= total:
+        return list(plan[:total])
+    return list(plan) + [plan[-1]] * (total - len(plan))
+
+
+class SceneChangeScorer:
+    """FFmpeg's ``scene`` score, one frame at a time (only the previous frame is kept).
+
+    With mafd the mean absolute difference from the previous frame over all planes,
+    score = min(mafd, |mafd - previous mafd|) / 100, clipped to [0, 1]; the first frame scores 0.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Optional[list[np.ndarray]] = None
+        self._previous_mafd = 0.0
+
+    def score(self, planes: Sequence[np.ndarray]) -> float:
+        current = [np.asarray(plane, dtype=np.int16) for plane in planes]
+        previous, self._previous = self._previous, current
+        if previous is None or [p.shape for p in previous] != [c.shape for c in current]:
+            return 0.0
+        sad = sum(int(np.abs(after - before).sum()) for before, after in zip(previous, current))
+        mafd = sad / sum(plane.size for plane in current)
+        score = min(mafd, abs(mafd - self._previous_mafd)) / 100.0
+        self._previous_mafd = mafd
+        return min(max(score, 0.0), 1.0)
