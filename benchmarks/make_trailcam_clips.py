@@ -8,7 +8,7 @@ Three clips are written to OUT_DIR, each ``--seconds`` long (default 15 s) at 30
 
 The frames come from a real camera-trap clip (by default the 320x180 chimps-at-a-pool
 clip in ``../shared/data/real-videos``), upscaled with bicubic interpolation to the
-target size, plus mild per-frame Gaussian sensor noise so that the encoder sees
+target size, plus mild per-frame (near-Gaussian, sigma 2) sensor noise so the encoder sees
 realistic texture rather than a smooth upscale. When that clip is absent (a fresh
 clone has no ``../shared``) a synthetic scene is used instead: the scikit-image cat
 walking across a static textured "forest floor" background, with the same noise.
@@ -48,9 +48,12 @@ DEFAULT_SECONDS = 15.0
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "data" / "real-videos" / "chimps_pool_320x180_30fps_15s.mp4"
 
-# Sensor noise: zero-mean Gaussian on each RGB channel, sigma in 8-bit code values.
-NOISE_SIGMA = 2.0
+# Sensor noise, independent per pixel, channel and frame: Binomial(16, 1/2) - 8, i.e. the
+# number of set bits in 16 random bits minus 8. That is a close approximation of a
+# Gaussian with sigma exactly 2 (8-bit code values, clipped at +-4 sigma), and about
+# 2.5x cheaper to draw than numpy's float normals (~30 ms per 1080p frame).
 NOISE_SEED = 20240611
+SET_BITS_MINUS_8 = (np.unpackbits(np.arange(1 << 16, dtype=">u2").view(np.uint8)).reshape(-1, 16).sum(axis=1) - 8).astype(np.int16)
 
 # Keyframe interval. Trail and security cameras encode with the SoC's hardware H.264
 # encoder (Novatek / Ambarella / HiSilicon class chips), which uses a fixed GOP of
@@ -64,7 +67,7 @@ H264_CRF = 23
 MJPEG_QSCALE = 4
 
 # Decoded frames must match the (noise-free) upscaled source to within this mean
-# absolute difference in 8-bit RGB values (sensor noise alone contributes ~1.6; an
+# absolute difference in 8-bit RGB values (the sensor noise alone contributes ~1.6; an
 # off-by-one frame of the real source already gives ~4.4).
 MAX_MEAN_ABS_DIFF = 4.0
 
@@ -145,17 +148,17 @@ def iter_source_video_frames(source_path: Path, width: int, height: int) -> Iter
 
 
 def make_textured_background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
-    """A static, deterministic 'forest floor' texture: multi-octave smooth noise in greens and browns."""
+    """A static, deterministic 'forest floor' texture: multi-octave value noise in greens and browns."""
     detail = np.zeros((height, width), np.float32)
-    for cells_across, weight in ((4, 0.45), (12, 0.3), (40, 0.17), (160, 0.08)):
-        cells_down = max(2, round(cells_across * height / width))
-        coarse = rng.random((cells_down, cells_across), dtype=np.float32)
+    for cell_pixels, weight in ((320, 0.35), (96, 0.25), (24, 0.2), (6, 0.12), (2, 0.08)):
+        coarse = rng.random((max(2, height // cell_pixels), max(2, width // cell_pixels)), dtype=np.float32)
         detail += weight * cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    detail = np.clip(detail, 0.0, 1.0)[..., None]
+    low, high = np.percentile(detail, (1, 99))
+    detail = np.clip((detail - low) / (high - low), 0.0, 1.0)[..., None]
     leaf_green = np.array([58, 92, 40], np.float32)
     soil_brown = np.array([120, 96, 64], np.float32)
     background = soil_brown * (1.0 - detail) + leaf_green * detail
-    background *= 0.7 + 0.6 * detail  # darker shadows, brighter highlights
+    background *= 0.55 + 0.9 * detail  # darker shadows, brighter highlights
     return np.clip(background, 0, 255).astype(np.uint8)
 
 
@@ -184,7 +187,7 @@ def iter_synthetic_frames(width: int, height: int) -> Iterator[np.ndarray]:
         top = int(height * 0.45 + 0.04 * height * np.sin(2 * np.pi * 6 * phase))  # gait bob
         # Slow global illumination drift, as from passing clouds.
         gain = 1.0 + 0.05 * np.sin(2 * np.pi * frame_index / (7 * FRAME_RATE))
-        frame = background.astype(np.float32) * gain
+        frame = cv2.convertScaleAbs(background, alpha=gain)  # uint8, saturating
 
         x0, x1 = max(left, 0), min(left + sprite_width, width)
         y0, y1 = max(top, 0), min(top + sprite_height, height)
@@ -192,9 +195,10 @@ def iter_synthetic_frames(width: int, height: int) -> Iterator[np.ndarray]:
             sx0, sy0 = x0 - left, y0 - top
             sprite_part = sprite[sy0 : sy0 + (y1 - y0), sx0 : sx0 + (x1 - x0)]
             alpha_part = alpha[sy0 : sy0 + (y1 - y0), sx0 : sx0 + (x1 - x0)]
-            region = frame[y0:y1, x0:x1]
-            frame[y0:y1, x0:x1] = region * (1.0 - alpha_part) + sprite_part * alpha_part
-        yield np.clip(frame, 0, 255).astype(np.uint8)
+            region = frame[y0:y1, x0:x1].astype(np.float32)
+            blended = region * (1.0 - alpha_part) + sprite_part * alpha_part
+            frame[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        yield frame
         frame_index += 1
 
 
@@ -206,11 +210,10 @@ def iter_scene_frames(source_path: Path | None, width: int, height: int) -> Iter
 
 
 def add_sensor_noise(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Add zero-mean Gaussian noise (sigma NOISE_SIGMA) to an RGB uint8 frame, returning uint8."""
-    noisy = rng.standard_normal(frame.shape, dtype=np.float32)
-    noisy *= NOISE_SIGMA
+    """Add zero-mean, sigma-2 sensor noise to an RGB uint8 frame, returning uint8."""
+    random_bits = np.frombuffer(rng.bytes(frame.size * 2), dtype=np.uint16).reshape(frame.shape)
+    noisy = SET_BITS_MINUS_8[random_bits]  # int16
     noisy += frame
-    np.rint(noisy, out=noisy)
     np.clip(noisy, 0, 255, out=noisy)
     return noisy.astype(np.uint8)
 

@@ -205,7 +205,7 @@ class PyAVVideoSource:
         return [2**k for k in range(_LOWRES_CODECS.get(self.info.codec, 0) + 1)]
 
     # -- decoding ----------------------------------------------------------------------------
-    def _positions_to_decode(self, indices: Sequence[int]) -> list[int]:
+    def positions_to_decode(self, indices: Sequence[int]) -> list[int]:
         """Decode positions of every packet the wanted frames depend on, sorted."""
         if self._sequential:
             return list(range(max(self._by_presentation[i].position for i in indices) + 1))
@@ -227,7 +227,7 @@ class PyAVVideoSource:
         self.last_failures = []
         if not wanted:
             return
-        positions = self._positions_to_decode(sorted(wanted))
+        positions = self.positions_to_decode(sorted(wanted))
         index_of_key = {p.key: i for i, p in enumerate(self._by_presentation)}
         position_of_key = {p.key: p.position for p in self._packets}
         output_count = 0

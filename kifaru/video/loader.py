@@ -222,8 +222,8 @@ class FrameLoader:
             or (height, info.width)
         )
         count = total or 0
-        if count:
-            notes.append(f"{path}: no frame was selected; returning {count} frames of zeros as ensure_total_frames asks")
+        padding = f"; returning {count} frames of zeros as ensure_total_frames asks" if count else ""
+        notes.append(f"{path}: no frame was selected{padding}")
         return np.zeros((count, size[0], size[1], 3), dtype=np.uint8)
 
 

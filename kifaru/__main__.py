@@ -1,0 +1,5 @@
+import sys
+
+from kifaru.cli import main
+
+sys.exit(main())

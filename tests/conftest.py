@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Real camera-trap media beside the project (absent in a fresh clone: tests using it skip).
+SHARED_DATA = Path(os.environ.get("KIFARU_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_from_environment(monkeypatch):
+    """A developer's VIDEO_CACHE_DIR must not leak into tests."""
+    monkeypatch.delenv("VIDEO_CACHE_DIR", raising=False)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real media not available at {SHARED_DATA}")
+    return SHARED_DATA
