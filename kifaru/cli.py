@@ -14,7 +14,7 @@ import yaml
 
 from kifaru import __version__
 from kifaru.config import VideoLoaderConfig, dump_config, load_config_file
-from kifaru.config.files import validate_config
+from kifaru.config.files import read_config_mapping, validate_config
 from kifaru.exceptions import ConfigError, KifaruError, MediaError
 
 EXIT_OK = 0
@@ -34,14 +34,13 @@ def _parse_overrides(pairs: Sequence[str]) -> dict:
 
 def _video_loader_config(config_file: Optional[Path], overrides: dict) -> VideoLoaderConfig:
     """Precedence: defaults < the YAML file < explicit command-line values."""
-    fields = {}
-    if config_file is not None:
-        loaded = load_config_file(config_file).video_loader_config
-        if loaded is not None:
-            fields = loaded.model_dump(exclude_unset=True)
-    fields.update(overrides)
+    raw = read_config_mapping(config_file) if config_file is not None else {}
+    section = raw.get("video_loader_config") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{config_file}: video_loader_config must be a mapping of fields")
+    merged = {**raw, "video_loader_config": {**section, **overrides}}
     source = f"{config_file} with --set" if config_file else "--set"
-    return validate_config({"video_loader_config": fields}, source=source).video_loader_config
+    return validate_config(merged, source=source).video_loader_config
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -91,6 +90,14 @@ def cmd_frames(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_samples(args: argparse.Namespace) -> int:
+    from kifaru.samples import make_samples
+
+    for path in make_samples(args.folder):
+        print(path)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kifaru", description="Find the animals in camera-trap videos (zamba-compatible)."
@@ -117,12 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     frames.add_argument("--sheet", type=Path, help="write a contact sheet image (.png/.jpg)")
     frames.add_argument("-v", "--verbose", action="store_true", help="list every selected frame")
     frames.set_defaults(handler=cmd_frames)
+
+    samples = commands.add_parser(
+        "samples", help="write a few sample clips made from real photographs (needs kifaru[samples])"
+    )
+    samples.add_argument("folder", type=Path, metavar="FOLDER")
+    samples.set_defaults(handler=cmd_samples)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, --version, or a usage error argparse already printed
+        return exit.code if isinstance(exit.code, int) else EXIT_USAGE
     try:
         return args.handler(args)
     except ConfigError as error:

@@ -40,8 +40,8 @@ def validate_config(data: dict[str, Any], source: str = "config") -> KifaruConfi
         raise ConfigError(format_validation_error(error, source)) from None
 
 
-def load_config_file(path: str | Path) -> KifaruConfig:
-    """Read and validate a YAML config file; ConfigError names the file and each bad field."""
+def read_config_mapping(path: str | Path) -> dict[str, Any]:
+    """The raw mapping in a YAML config file, before validation (for merging overrides)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -54,13 +54,18 @@ def load_config_file(path: str | Path) -> KifaruConfig:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping with video_loader_config, predict_config and/or "
             f"train_config, got {type(data).__name__}"
         )
-    return validate_config(data, source=str(path))
+    return data
+
+
+def load_config_file(path: str | Path) -> KifaruConfig:
+    """Read and validate a YAML config file; ConfigError names the file and each bad field."""
+    return validate_config(read_config_mapping(path), source=str(path))
 
 
 def dump_config(config: StrictConfig) -> str:

@@ -100,7 +100,7 @@ class EarlyStoppingConfig(StrictConfig):
 
 
 class SchedulerConfig(StrictConfig):
-    scheduler: Optional[str]
+    scheduler: Optional[str] = None
     scheduler_params: Optional[dict[str, Any]] = None
 
 

@@ -105,7 +105,7 @@ class VideoLoaderConfig(StrictConfig):
     ensure_total_frames: bool = True
     fps: Optional[float] = Field(None, gt=0)
     early_bias: bool = False
-    frame_indices: Optional[list[int]] = None
+    frame_indices: Optional[tuple[int, ...]] = None  # a tuple: a frozen config stays frozen
     evenly_sample_total_frames: bool = False
     pix_fmt: str = "rgb24"
     model_input_height: Optional[int] = Field(None, gt=0)
@@ -132,7 +132,7 @@ class VideoLoaderConfig(StrictConfig):
 
     @field_validator("frame_indices")
     @classmethod
-    def _non_negative_indices(cls, indices: Optional[list[int]]) -> Optional[list[int]]:
+    def _non_negative_indices(cls, indices: Optional[tuple[int, ...]]) -> Optional[tuple[int, ...]]:
         if indices is not None and any(index < 0 for index in indices):
             raise ValueError(f"frame_indices must be >= 0, got {indices}")
         return indices
@@ -167,7 +167,6 @@ class VideoLoaderConfig(StrictConfig):
             object.__setattr__(self, "megadetector_lite_config", detector)
         if self.total_frames is None and detector.n_frames is not None:
             object.__setattr__(self, "total_frames", detector.n_frames)
-            self.__pydantic_fields_set__.add("total_frames")
         return self
 
     def cache_key_fields(self) -> dict[str, Any]:

@@ -68,6 +68,11 @@ class DecodedFrame:
     scale_down: int
     _frame: av.VideoFrame = field(repr=False)
 
+    @property
+    def damaged(self) -> bool:
+        """The decoder reported errors in this frame (it may show concealment artefacts)."""
+        return bool(self._frame.is_corrupt)
+
     def to_rgb(self) -> np.ndarray:
         """(height, width, 3) uint8 RGB, rotated as the file says it should be displayed."""
         rgb = self._frame.to_ndarray(format="rgb24")
@@ -104,7 +109,11 @@ def _open_container(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as error:
-        raise NotAVideoError(path, f"not a video FFmpeg can read ({error.strerror or error})") from None
+        raise NotAVideoError(
+            path,
+            f"cannot be opened as a video ({error.strerror or error}); check that it is a video file "
+            f"and that it was copied completely (an MP4 cut off before its end cannot be read)",
+        ) from None
 
 
 def _normalise_rotation(frame: av.VideoFrame) -> int:
@@ -150,10 +159,14 @@ class PyAVVideoSource:
         stream = container.streams.video[0]
         time_base = Fraction(stream.time_base.numerator, stream.time_base.denominator)
         packets: list[_Packet] = []
-        complete, problem = True, ""
+        problems: list[str] = []
+        damaged = 0
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:  # end-of-stream markers
+                    continue
+                if packet.is_corrupt:  # cut off (a truncated file) or damaged on disk
+                    damaged += 1
                     continue
                 key = packet.pts if packet.pts is not None else packet.dts
                 if key is None:
@@ -162,8 +175,14 @@ class PyAVVideoSource:
                     _Packet(key, len(packets), bool(packet.is_keyframe), packet.size, packet.duration or 0)
                 )
         except av.error.FFmpegError as error:
-            complete = False
-            problem = f"the file breaks off after {len(packets)} frames ({error.strerror or error})"
+            problems.append(f"the file breaks off after {len(packets)} frames ({error.strerror or error})")
+        if damaged:
+            problems.append(f"{damaged} damaged or cut-off frame(s) left out")
+        announced = stream.frames or 0
+        if announced and len(packets) + damaged < announced - max(2, announced // 50):
+            problems.append(
+                f"the header announces {announced} frames but only {len(packets)} are in the file (truncated?)"
+            )
         # Repeated timestamps (broken muxers): fall back to counting frames in decode order.
         self._sequential = len({p.key for p in packets}) != len(packets)
         if self._sequential:
@@ -183,6 +202,12 @@ class PyAVVideoSource:
             duration = container.duration / av.time_base
         else:
             duration = float(end_time)
+        only_video = len(container.streams) == 1
+        if timestamps and not announced and (stream.duration or only_video):
+            if float(end_time) < duration * 0.95 - 0.5:
+                problems.append(
+                    f"the header says {duration:.2f} s but frames stop at {float(end_time):.2f} s (truncated?)"
+                )
         info = StreamInfo(
             path=str(self.path),
             codec=stream.codec_context.name,
@@ -192,8 +217,8 @@ class PyAVVideoSource:
             keyframes=[p.keyframe for p in by_time],
             end_time=end_time,
             duration=duration,
-            complete=complete,
-            problem=problem,
+            complete=not problems,
+            problem="; ".join(problems),
         )
         return info, packets
 

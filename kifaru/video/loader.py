@@ -18,7 +18,7 @@ import numpy as np
 from kifaru.config.video import VideoLoaderConfig, resolve_cache_dir
 from kifaru.exceptions import ConfigError, DecodeError, KifaruError, MediaError, PartialDecodeWarning
 from kifaru.video.cache import FrameCache
-from kifaru.video.decode import PyAVVideoSource, StreamInfo, VideoSource
+from kifaru.video.decode import DecodedFrame, PyAVVideoSource, StreamInfo, VideoSource
 from kifaru.video.image import ImageSource
 from kifaru.video.media import is_image
 from kifaru.video.selection import (
@@ -113,10 +113,16 @@ class FrameLoader:
             info = source.info
             notes: list[str] = []
             if not info.complete:
-                notes.append(f"{path}: {info.problem}; using the frames before that point")
-            frames_by_index, plan = self._select_and_decode(source, notes)
+                notes.append(f"{path}: {info.problem}; using the {info.frame_count} frames that could be read")
+            prepared, plan = self._select_and_decode(source, notes)
         finally:
             source.close()
+        damaged = sorted(prepared.damaged.intersection(plan))
+        if damaged:
+            notes.append(
+                f"{path}: {len(damaged)} selected frame(s) were decoded from damaged data and may show "
+                f"artefacts (source frames {', '.join(map(str, damaged[:10]))})"
+            )
 
         total = wanted_total_frames(config) if config.ensure_total_frames else None
         if isinstance(source, ImageSource):
@@ -124,7 +130,7 @@ class FrameLoader:
         elif total is not None:
             plan = ensure_frame_count(plan, total)
         if plan:
-            frames = np.stack([frames_by_index[i] for i in plan])
+            frames = np.stack([prepared.frames[i] for i in plan])
             times = [float(info.timestamps[i]) for i in plan]
         else:
             frames = self._no_frames(info, total, notes, path)
@@ -133,7 +139,7 @@ class FrameLoader:
             warnings.warn(PartialDecodeWarning(note), stacklevel=3)
         return LoadedFrames(to_pix_fmt(frames, config.pix_fmt), plan, times, info, notes)
 
-    def _select_and_decode(self, source: VideoSource, notes: list[str]) -> tuple[dict[int, np.ndarray], list[int]]:
+    def _select_and_decode(self, source: VideoSource, notes: list[str]) -> tuple["_Prepared", list[int]]:
         """The plan (source index per output frame) and the prepared frames it uses.
 
         When frames cannot be decoded, the clip is taken to end before the first of them and
@@ -141,7 +147,7 @@ class FrameLoader:
         """
         config, info = self.config, source.info
         frame_count = info.frame_count
-        prepared: dict[int, np.ndarray] = {}
+        prepared = _Prepared()
         for _attempt in range(4):
             timestamps = info.timestamps[:frame_count]
             end_time = info.end_time if frame_count == info.frame_count else info.timestamps[frame_count]
@@ -153,8 +159,8 @@ class FrameLoader:
                 if config.ensure_total_frames and wanted_total_frames(config) is not None:
                     # Frames past the count would only be clipped off: don't decode them.
                     plan = plan[: wanted_total_frames(config)]
-                self._decode_into(source, [i for i in set(plan) if i not in prepared], prepared)
-            missing = sorted(set(plan) - set(prepared))
+                self._decode_into(source, [i for i in set(plan) if i not in prepared.frames], prepared)
+            missing = sorted(set(plan) - set(prepared.frames))
             if not missing:
                 return prepared, plan
             reason = "; ".join(source.last_failures) or "no picture"
@@ -195,14 +201,14 @@ class FrameLoader:
         rgb = resize_for_selection(rgb, _size(self.config.frame_selection_height, self.config.frame_selection_width))
         return resize_for_model(rgb, _size(self.config.model_input_height, self.config.model_input_width))
 
-    def _decode_into(self, source: VideoSource, indices: list[int], prepared: dict[int, np.ndarray]) -> None:
+    def _decode_into(self, source: VideoSource, indices: list[int], prepared: "_Prepared") -> None:
         if not indices:
             return
         crop, factor = self._frame_geometry(source.info, source)
         for frame in source.decode(indices, scale_down=factor):
-            prepared[frame.index] = self._prepare(frame.to_rgb(), round(crop / factor), source.info.path)
+            prepared.add(frame, self._prepare(frame.to_rgb(), round(crop / factor), source.info.path))
 
-    def _scene_plan(self, source: VideoSource, frame_count: int, prepared: dict[int, np.ndarray]) -> list[int]:
+    def _scene_plan(self, source: VideoSource, frame_count: int, prepared: "_Prepared") -> list[int]:
         """Frames whose scene-change score exceeds the threshold (each once, never padded)."""
         scorer = SceneChangeScorer()
         crop = self.config.crop_bottom_pixels or 0
@@ -210,7 +216,7 @@ class FrameLoader:
         for frame in source.decode(range(frame_count)):
             if scorer.score(frame.yuv_planes()) > self.config.scene_threshold:
                 plan.append(frame.index)
-                prepared[frame.index] = self._prepare(frame.to_rgb(), crop, source.info.path)
+                prepared.add(frame, self._prepare(frame.to_rgb(), crop, source.info.path))
         return sorted(plan)
 
     def _no_frames(self, info: StreamInfo, total: Optional[int], notes: list[str], path: Path) -> np.ndarray:
@@ -225,6 +231,19 @@ class FrameLoader:
         padding = f"; returning {count} frames of zeros as ensure_total_frames asks" if count else ""
         notes.append(f"{path}: no frame was selected{padding}")
         return np.zeros((count, size[0], size[1], 3), dtype=np.uint8)
+
+
+@dataclass
+class _Prepared:
+    """Frames decoded and prepared so far for one load, by source index."""
+
+    frames: dict[int, np.ndarray] = field(default_factory=dict)
+    damaged: set[int] = field(default_factory=set)
+
+    def add(self, frame: DecodedFrame, pixels: np.ndarray) -> None:
+        self.frames[frame.index] = pixels
+        if frame.damaged:
+            self.damaged.add(frame.index)
 
 
 _loaders_to_close: list[FrameLoader] = []
