@@ -33,6 +33,12 @@ def _check_model_name(name: Optional[str]) -> Optional[str]:
     return name
 
 
+def _needs_model_name_or_checkpoint(config: Any) -> Any:
+    if config.model_name is None and config.checkpoint is None:
+        raise ValueError("give model_name or checkpoint")
+    return config
+
+
 ModelName = Annotated[Optional[str], AfterValidator(_check_model_name)]
 
 
@@ -62,11 +68,7 @@ class PredictConfig(StrictConfig):
             raise ValueError(f"proba_threshold must be between 0 and 1 (exclusive), got {value}")
         return value
 
-    @model_validator(mode="after")
-    def _needs_a_model(self) -> "PredictConfig":
-        if self.model_name is None and self.checkpoint is None:
-            raise ValueError("give model_name or checkpoint")
-        return self
+    _needs_a_model = model_validator(mode="after")(_needs_model_name_or_checkpoint)
 
 
 class BackboneFinetuneConfig(StrictConfig):
@@ -143,8 +145,4 @@ class TrainConfig(StrictConfig):
                 raise ValueError(f"split_proportions keys must be train, val, holdout; got {sorted(unknown)}")
         return value
 
-    @model_validator(mode="after")
-    def _needs_a_model(self) -> "TrainConfig":
-        if self.model_name is None and self.checkpoint is None:
-            raise ValueError("give model_name or checkpoint")
-        return self
+    _needs_a_model = model_validator(mode="after")(_needs_model_name_or_checkpoint)
