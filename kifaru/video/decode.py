@@ -296,7 +296,7 @@ class PyAVVideoSource:
                     container.seek(self._packets[run_start].key, stream=stream, backward=True)
                     packets = iter(container.demux(stream))
                 for packet in packets:
-                    if packet.size == 0:
+                    if packet.size == 0 or packet.is_corrupt:  # as in the index
                         continue
                     key = packet.pts if packet.pts is not None else packet.dts
                     position = read_up_to + 1 if self._sequential else position_of_key.get(key)
