@@ -92,15 +92,23 @@ def make_clip(
         time_base = Fraction(1, 1000) if times is not None else Fraction(1, fps)
         stream.codec_context.time_base = time_base
         source = frames if frames is not None else [index_frame(i, height, width) for i in range(n_frames)]
-        for i, rgb in enumerate(source):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = round(times[i] * 1000) if times is not None else i
-            frame.time_base = time_base
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+
+        def video_frames():
+            for i, rgb in enumerate(source):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                frame.pts = round(times[i] * 1000) if times is not None else i
+                frame.time_base = time_base
+                yield frame
+
+        _encode_all(container, stream, video_frames())
     return path
+
+
+def _encode_all(container, stream, frames) -> None:
+    """Encode and mux every frame, then flush the encoder."""
+    for frame in frames:
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
 
 
 def make_audio_only(path: Path, seconds: float = 1.0) -> Path:
@@ -109,12 +117,13 @@ def make_audio_only(path: Path, seconds: float = 1.0) -> Path:
         stream = container.add_stream("aac", rate=16000)
         samples = int(16000 * seconds)
         tone = (np.sin(np.arange(samples) / 10) * 0.3).astype(np.float32)[None, :]
-        for start in range(0, samples, 1024):
-            frame = av.AudioFrame.from_ndarray(tone[:, start : start + 1024], format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            frame.pts = start
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+
+        def audio_frames():
+            for start in range(0, samples, 1024):
+                frame = av.AudioFrame.from_ndarray(tone[:, start : start + 1024], format="fltp", layout="mono")
+                frame.sample_rate = 16000
+                frame.pts = start
+                yield frame
+
+        _encode_all(container, stream, audio_frames())
     return path
