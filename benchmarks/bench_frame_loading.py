@@ -86,7 +86,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=Path, default=HERE.parent / "bench-out" / "clips")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--zamba-python", default=os.environ.get("ZAMBA_PYTHON", "/work/zamba-venv/bin/python"))
+    parser.add_argument(
+        "--zamba-python",
+        default=os.environ.get("ZAMBA_PYTHON", str(Path.home() / ".cache/kifaru-bench/zamba-venv/bin/python")),
+        help="python of a venv with zamba 2.7.2 (make one with benchmarks/zamba_setup.sh)",
+    )
     args = parser.parse_args()
     os.environ["VIDEO_CACHE_DIR"] = ""
 

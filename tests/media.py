@@ -127,3 +127,31 @@ def make_audio_only(path: Path, seconds: float = 1.0) -> Path:
 
         _encode_all(container, stream, audio_frames())
     return path
+
+
+def make_clip_with_audio(path: Path, n_frames: int = 20, fps: int = 10, video_start: float = 0.0) -> Path:
+    """A clip whose first stream is audio (from 0 s) and whose video starts at ``video_start``."""
+    with av.open(str(path), "w") as container:
+        audio = container.add_stream("mp2", rate=16000)
+        audio.layout = "mono"
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        video.options = {"preset": "ultrafast"}
+        video.codec_context.time_base = Fraction(1, fps)
+        offset = round(video_start * fps)
+        packets = []
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
+            frame.pts, frame.time_base = i + offset, Fraction(1, fps)
+            packets += video.encode(frame)
+        packets += video.encode()
+        samples = int(16000 * (n_frames / fps + video_start))
+        tone = (np.sin(np.arange(samples) / 10) * 0.3).astype(np.float32)
+        for start in range(0, samples - 1152, 1152):
+            frame = av.AudioFrame.from_ndarray(tone[None, start : start + 1152], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, start
+            packets += audio.encode(frame)
+        packets += audio.encode()
+        for packet in sorted(packets, key=lambda p: float(p.dts * p.time_base)):
+            container.mux(packet)
+    return path

@@ -189,8 +189,13 @@ class PyAVVideoSource:
             time_base = 1 / _frame_rate(stream)
             packets = [_Packet(i, i, p.keyframe, p.size, 1) for i, p in enumerate(packets)]
         by_time = sorted(packets, key=lambda p: p.key)
-        start = by_time[0].key if by_time else 0
-        timestamps = [(p.key - start) * time_base for p in by_time]
+        # Times count from the container's start, as FFmpeg's tools do (ffmpeg subtracts the
+        # input's start time), so resampling lands on the same frames when audio starts first.
+        if container.start_time is not None and not self._sequential:
+            start = Fraction(container.start_time, av.time_base)
+        else:
+            start = by_time[0].key * time_base if by_time else Fraction(0)
+        timestamps = [p.key * time_base - start for p in by_time]
         if by_time and by_time[-1].duration > 0:
             last_duration = by_time[-1].duration * time_base
         else:
@@ -266,7 +271,7 @@ class PyAVVideoSource:
 
         container = _open_container(self.path)
         try:
-            stream = container.streams.video[self._stream_index]
+            stream = container.streams[self._stream_index]
             stream.thread_type = "AUTO"
             if scale_down > 1:
                 stream.codec_context.options = {"lowres": str(int(math.log2(scale_down)))}

@@ -246,7 +246,7 @@ class _Prepared:
             self.damaged.add(frame.index)
 
 
-_loaders_to_close: list[FrameLoader] = []
+_caches_to_clear: dict[Path, FrameCache] = {}
 
 
 def load_video(path: str | Path, config: Optional[VideoLoaderConfig] = None, **kwargs: Any) -> LoadedFrames:
@@ -261,7 +261,7 @@ def load_video(path: str | Path, config: Optional[VideoLoaderConfig] = None, **k
     loader = FrameLoader(config)
     if config.cleanup_cache and loader.cache is not None:
         # A lone call's "run" is the process: clear the cache when it exits.
-        _loaders_to_close.append(loader)
+        _caches_to_clear[loader.cache.folder] = loader.cache
     return loader.load(path)
 
 
@@ -278,5 +278,5 @@ def load_video_frames(path: str | Path, config: Optional[VideoLoaderConfig] = No
 
 @atexit.register
 def _cleanup_caches() -> None:
-    for loader in _loaders_to_close:
-        loader.close()
+    for cache in _caches_to_clear.values():
+        cache.clear()

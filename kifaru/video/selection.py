@@ -28,15 +28,19 @@ def rate_as_fraction(fps: float | Fraction) -> Fraction:
 
 
 def resample_to_fps(
-    timestamps: Sequence[Fraction], end_time: Fraction, fps: float | Fraction
+    timestamps: Sequence[Fraction], end_time: Fraction, fps: float | Fraction, *, from_zero: bool = False
 ) -> list[int]:
     """Which source frame fills each output slot of FFmpeg's ``fps=F:round=up`` filter.
 
-    ``timestamps`` are the presentation times (seconds, sorted) of the source frames and
-    ``end_time`` the time the last frame stops being shown (its time plus its duration). Slots are
-    the multiples of 1/F from the first frame's (rounded-up) time until ``end_time`` (rounded up);
-    each shows the latest frame that started at or before it. So a 61 s clip at 1 fps gives
-    244 slots at fps=4 and 31 at fps=0.5.
+    ``timestamps`` are the presentation times (seconds from the container's start, sorted) of
+    the source frames and ``end_time`` the time the last frame stops being shown (its time plus
+    its duration). Slots are the multiples of 1/F from the first frame's (rounded-up) time until
+    ``end_time`` (rounded up); each shows the latest frame that started at or before it. So a
+    61 s clip at 1 fps gives 244 slots at fps=4 and 31 at fps=0.5.
+
+    ``from_zero`` also fills the slots between the container's start and a later first frame
+    with the filter's first output, as ffmpeg's constant-frame-rate output does after the filter
+    (zamba's pipeline, except when it picks frame_indices).
     """
     if not timestamps:
         return []
@@ -45,7 +49,10 @@ def resample_to_fps(
     first_slot = rounded[0]
     end_slot = math.ceil(end_time * rate)
     slots = np.arange(first_slot, max(end_slot, first_slot), dtype=np.int64)
-    return (np.searchsorted(np.asarray(rounded, dtype=np.int64), slots, side="right") - 1).tolist()
+    plan = (np.searchsorted(np.asarray(rounded, dtype=np.int64), slots, side="right") - 1).tolist()
+    if from_zero and first_slot > 0 and plan:
+        plan = [plan[0]] * first_slot + plan
+    return plan
 
 
 def pick_stream_positions(plan: Sequence[int], positions: Sequence[int]) -> list[int]:
@@ -72,12 +79,16 @@ def plan_by_timestamps(
     """The source frames a config selects, for every mode decided by timestamps alone
     (everything except scene_threshold, which needs the pixels, and MegadetectorLite)."""
     plan: list[int] = list(range(len(timestamps)))
+    # zamba's ffmpeg writes frame_indices picks as they come (vsync 0) and everything else at a
+    # constant rate, which repeats the first frame from the container's start.
+    from_zero = not (config.early_bias or config.frame_indices)
     if config.evenly_sample_total_frames:
-        plan = resample_to_fps(timestamps, end_time, evenly_sampled_fps(config.total_frames, duration))
+        fps = evenly_sampled_fps(config.total_frames, duration)
+        plan = resample_to_fps(timestamps, end_time, fps, from_zero=from_zero)
     elif config.early_bias:
-        plan = resample_to_fps(timestamps, end_time, EARLY_BIAS_FPS)
+        plan = resample_to_fps(timestamps, end_time, EARLY_BIAS_FPS, from_zero=from_zero)
     elif config.fps:
-        plan = resample_to_fps(timestamps, end_time, config.fps)
+        plan = resample_to_fps(timestamps, end_time, config.fps, from_zero=from_zero)
     if config.i_frames:
         if keyframes is None:
             raise ValueError("i_frames needs the keyframe flags")

@@ -288,3 +288,20 @@ def test_load_video_reports_source_frames_and_times(clip_30fps):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_video(clip_30fps, fps=2)  # a clean file warns about nothing
+
+
+def test_clip_whose_first_stream_is_audio(tmp_path):
+    from tests.media import make_clip_with_audio
+
+    clip = make_clip_with_audio(tmp_path / "with sound.mkv", n_frames=20, fps=10)
+    assert read_indices(load_video_frames(clip, fps=5, ensure_total_frames=False)) == list(range(0, 20, 2))
+
+
+def test_video_starting_after_the_audio_is_timed_from_the_container_start(tmp_path):
+    from tests.media import make_clip_with_audio
+
+    clip = make_clip_with_audio(tmp_path / "late video.mkv", n_frames=20, fps=10, video_start=0.5)
+    loaded = load_video(clip, fps=2, ensure_total_frames=False)
+    assert loaded.times[0] == pytest.approx(0.5, abs=0.03)
+    # Slots at 0 and 0.5 s show the first frame (ffmpeg's constant-rate output), then one a 0.5 s.
+    assert read_indices(loaded.frames) == [0, 0, 5, 10, 15]

@@ -104,3 +104,13 @@ def test_scene_scores_flag_a_cut_but_not_steady_frames():
     assert scores[0] == 0.0 and scores[1] == 0.0 and scores[2] == 0.0
     assert scores[3] == pytest.approx(1.0)  # min(190, |190-0|)/100 clipped
     assert scores[4] == 0.0
+
+
+def test_video_starting_after_the_container_repeats_its_first_frame_from_zero():
+    # Audio starts at 0 and video at 0.3 s: ffmpeg's constant-rate output fills 0 and 0.25 s.
+    times = [Fraction(3, 10) + Fraction(i, 10) for i in range(10)]
+    assert resample_to_fps(times, Fraction(13, 10), 4) == [2, 4, 7, 9]
+    assert resample_to_fps(times, Fraction(13, 10), 4, from_zero=True) == [2, 2, 2, 4, 7, 9]
+    # The padding repeats the filter's first output, which need not be the first frame.
+    times = [Fraction(1, 10) * i + Fraction(1, 10) for i in range(10)]
+    assert resample_to_fps(times, Fraction(11, 10), 2, from_zero=True) == [4, 4, 9]
