@@ -17,6 +17,7 @@ from kifaru.exceptions import (
     MediaNotFoundError,
     NotAVideoError,
     PartialDecodeWarning,
+    UnsupportedOptionError,
 )
 from kifaru.video import find_media, load_video, load_video_frames
 
@@ -35,6 +36,7 @@ __all__ = [
     "PartialDecodeWarning",
     "PredictConfig",
     "TrainConfig",
+    "UnsupportedOptionError",
     "VideoLoaderConfig",
     "find_media",
     "load_config_file",

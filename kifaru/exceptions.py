@@ -17,6 +17,10 @@ class ConfigError(KifaruError, ValueError):
     """A configuration file or value is invalid; the message names the field and the fix."""
 
 
+class UnsupportedOptionError(ConfigError):
+    """A valid config option that this version of kifaru cannot carry out yet."""
+
+
 class MediaError(KifaruError):
     """A media file cannot be used. ``path`` names it and ``reason`` says why, in words."""
 

@@ -16,7 +16,13 @@ from typing import Any, Optional
 import numpy as np
 
 from kifaru.config.video import VideoLoaderConfig, resolve_cache_dir
-from kifaru.exceptions import ConfigError, DecodeError, KifaruError, MediaError, PartialDecodeWarning
+from kifaru.exceptions import (
+    ConfigError,
+    DecodeError,
+    MediaError,
+    PartialDecodeWarning,
+    UnsupportedOptionError,
+)
 from kifaru.video.cache import FrameCache
 from kifaru.video.decode import DecodedFrame, PyAVVideoSource, StreamInfo, VideoSource
 from kifaru.video.image import ImageSource
@@ -30,10 +36,6 @@ from kifaru.video.selection import (
 from kifaru.video.transform import Size, crop_bottom, resize_for_model, resize_for_selection, to_pix_fmt
 
 NO_FRAME = -1  # source index of a frame of zeros (nothing was selected at all)
-
-
-class UnsupportedOptionError(KifaruError):
-    """A valid config option this version cannot carry out yet."""
 
 
 @dataclass

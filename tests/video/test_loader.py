@@ -12,7 +12,8 @@ import pytest
 from kifaru import load_video, load_video_frames
 from kifaru.config import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
-from kifaru.video.loader import FrameLoader, UnsupportedOptionError
+from kifaru.exceptions import UnsupportedOptionError
+from kifaru.video.loader import FrameLoader
 from kifaru.video.selection import resample_to_fps
 from tests.media import BAND_ROWS, index_frame, make_clip, read_indices
 
