@@ -15,7 +15,7 @@ import yaml
 from kifaru import __version__
 from kifaru.config import VideoLoaderConfig, dump_config, load_config_file
 from kifaru.config.files import read_config_mapping, validate_config
-from kifaru.exceptions import ConfigError, KifaruError, MediaError
+from kifaru.exceptions import ConfigError, KifaruError
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the input could not be processed
@@ -144,10 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except MediaError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    except KifaruError as error:
+    except KifaruError as error:  # a file that cannot be used, among others
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

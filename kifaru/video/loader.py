@@ -175,7 +175,7 @@ class FrameLoader:
                 break
         raise DecodeError(info.path, "no frame could be decoded" + (f" ({'; '.join(source.last_failures)})" if source.last_failures else ""))
 
-    def _frame_geometry(self, info: StreamInfo, source: VideoSource) -> tuple[int, int]:
+    def _frame_geometry(self, source: VideoSource) -> tuple[int, int]:
         """(rows to crop at full size, reduced-resolution factor to decode at).
 
         Decoding at 1/2, 1/4... of the size is chosen only while the (cropped) frame stays at
@@ -186,6 +186,7 @@ class FrameLoader:
             self.config.model_input_height, self.config.model_input_width
         )
         factor = 1
+        info = source.info
         if target is not None:
             for candidate in source.lowres_factors():
                 if (info.height - crop) / candidate >= target[0] and info.width / candidate >= target[1]:
@@ -206,7 +207,7 @@ class FrameLoader:
     def _decode_into(self, source: VideoSource, indices: list[int], prepared: "_Prepared") -> None:
         if not indices:
             return
-        crop, factor = self._frame_geometry(source.info, source)
+        crop, factor = self._frame_geometry(source)
         for frame in source.decode(indices, scale_down=factor):
             prepared.add(frame, self._prepare(frame.to_rgb(), round(crop / factor), source.info.path))
 

@@ -218,7 +218,7 @@ def test_reduced_resolution_decoding_matches_full_size_closely(tmp_path):
 
     clip = make_clip(tmp_path / "big.avi", n_frames=5, fps=10, codec="mjpeg", size=(256, 384))
     loader = FrameLoader(VideoLoaderConfig(model_input_height=64, model_input_width=96))
-    crop, factor = loader._frame_geometry(PyAVVideoSource(clip).info, PyAVVideoSource(clip))
+    crop, factor = loader._frame_geometry(PyAVVideoSource(clip))
     assert factor == 4
     reduced = loader.load(clip).frames
     full = load_video_frames(clip, frame_selection_height=256, frame_selection_width=384, model_input_height=64, model_input_width=96)
