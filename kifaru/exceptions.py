@@ -46,5 +46,45 @@ class DecodeError(MediaError):
     """The container opened but not a single frame could be decoded."""
 
 
+OFFLINE_HINT = (
+    "If this machine cannot reach it, download the file on a machine that can and pass "
+    "the local copy instead."
+)
+
+
+class DownloadError(KifaruError):
+    """A file could not be fetched. ``url`` names it, ``reason`` says why, ``hint`` what to do."""
+
+    def __init__(self, url: str, reason: str, hint: str | None = OFFLINE_HINT) -> None:
+        self.url = url
+        self.reason = reason
+        self.hint = hint
+        message = f"cannot download {url}: {reason}"
+        super().__init__(f"{message}. {hint}" if hint else message)
+
+
+class IntegrityError(KifaruError):
+    """A file's sha256 is not the expected one: it is damaged, truncated, or a different file."""
+
+    def __init__(self, path: str | Path, expected: str, actual: str, hint: str | None = None) -> None:
+        self.path = str(path)
+        self.expected = expected
+        self.actual = actual
+        hint = hint or "The copy was deleted; try again, and if it fails again the source has changed."
+        super().__init__(f"{self.path}: sha256 is {actual}, expected {expected}. {hint}")
+
+
+class WeightsNotFoundError(KifaruError):
+    """A model's weights are not where they were looked for (and may not be fetched)."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        self.model = model
+        super().__init__(f"weights of model '{model}': {reason}")
+
+
 class PartialDecodeWarning(UserWarning):
     """A clip decoded only partway; the frames that really exist are returned."""
+
+
+class FrameSelectionWarning(UserWarning):
+    """Frame selection did something other than what the config asks, where zamba would fail."""

@@ -2,7 +2,9 @@
 
 The pipeline follows zamba's order (crop, resample, select, resize for selection, pick frames,
 detector, resize for the model, ensure the count), but plans which source frames are needed from
-timestamps first and decodes only those (see ``kifaru.video.decode``).
+timestamps first and decodes only those (see ``kifaru.video.decode``). With MegadetectorLite, each
+candidate frame is decoded once and kept twice, small: fitted to the detector's input and resized
+for the model; the detector scores them in batches and ``select_by_scores`` picks the frames.
 """
 
 from __future__ import annotations
@@ -16,13 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from kifaru.config.video import VideoLoaderConfig, resolve_cache_dir
-from kifaru.exceptions import (
-    ConfigError,
-    DecodeError,
-    MediaError,
-    PartialDecodeWarning,
-    UnsupportedOptionError,
-)
+from kifaru.exceptions import ConfigError, DecodeError, FrameSelectionWarning, MediaError, PartialDecodeWarning
 from kifaru.video.cache import FrameCache
 from kifaru.video.decode import DecodedFrame, PyAVVideoSource, StreamInfo, VideoSource
 from kifaru.video.image import ImageSource
@@ -31,6 +27,7 @@ from kifaru.video.selection import (
     SceneChangeScorer,
     ensure_frame_count,
     plan_by_timestamps,
+    select_by_scores,
     wanted_total_frames,
 )
 from kifaru.video.transform import Size, crop_bottom, resize_for_model, resize_for_selection, to_pix_fmt
@@ -48,6 +45,7 @@ class LoadedFrames:
     info: Optional[StreamInfo] = None  # None when served from the cache
     warnings: list[str] = field(default_factory=list)
     from_cache: bool = False
+    scores: Optional[list[float]] = None  # per output frame: its detector score (MegadetectorLite)
 
 
 def open_source(path: str | Path) -> VideoSource:
@@ -60,16 +58,15 @@ def _size(height: Optional[int], width: Optional[int]) -> Optional[Size]:
 
 
 class FrameLoader:
-    """Loads frames for one config; holds the frame cache and cleans it up on ``close()``."""
+    """Loads frames for one config; holds the frame cache and cleans it up on ``close()``.
 
-    def __init__(self, config: Optional[VideoLoaderConfig] = None) -> None:
+    ``detector``: anything with MegadetectorLite's ``detect_fitted``; by default the process's
+    shared MegadetectorLite, loaded when a clip first needs it.
+    """
+
+    def __init__(self, config: Optional[VideoLoaderConfig] = None, detector: Any = None) -> None:
         self.config = config or VideoLoaderConfig()
-        if self.config.megadetector_lite_config is not None:
-            raise UnsupportedOptionError(
-                "megadetector_lite_config: frame selection by MegadetectorLite is not available in "
-                "this version of kifaru yet; remove megadetector_lite_config (or use fps / "
-                "evenly_sample_total_frames) to load frames"
-            )
+        self._detector = detector
         cache_dir = resolve_cache_dir(self.config)
         self.cache = FrameCache(cache_dir, self.config) if cache_dir is not None else None
 
@@ -83,6 +80,14 @@ class FrameLoader:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    @property
+    def detector(self) -> Any:
+        if self._detector is None:
+            from kifaru.detection.megadetector_lite import load_megadetector_lite
+
+            self._detector = load_megadetector_lite(device=self.config.megadetector_lite_config.device)
+        return self._detector
+
     # -- public ------------------------------------------------------------------------------
     def load(self, path: str | Path) -> LoadedFrames:
         path = Path(path)
@@ -94,6 +99,7 @@ class FrameLoader:
                     source_indices=cached["source_indices"].tolist(),
                     times=cached["times"].tolist(),
                     from_cache=True,
+                    scores=cached["scores"].tolist() if "scores" in cached else None,
                 )
         loaded = self._load_from_file(path)
         if self.cache is not None:
@@ -103,6 +109,7 @@ class FrameLoader:
                     "frames": loaded.frames,
                     "source_indices": np.asarray(loaded.source_indices, dtype=np.int64),
                     "times": np.asarray(loaded.times, dtype=np.float64),
+                    **({} if loaded.scores is None else {"scores": np.asarray(loaded.scores, dtype=np.float64)}),
                 },
             )
         return loaded
@@ -119,6 +126,9 @@ class FrameLoader:
             prepared, plan = self._select_and_decode(source, notes)
         finally:
             source.close()
+        scores, selection_note = None, None
+        if config.megadetector_lite_config is not None and not isinstance(source, ImageSource):
+            plan, scores, selection_note = self._select_by_detector(plan, prepared)
         damaged = sorted(prepared.damaged.intersection(plan))
         if damaged:
             notes.append(
@@ -130,6 +140,8 @@ class FrameLoader:
         if isinstance(source, ImageSource):
             plan = [0] * (wanted_total_frames(config) or 1)
         elif total is not None:
+            if scores is not None:
+                scores = [scores[min(k, len(scores) - 1)] for k in range(total)] if scores else None
             plan = ensure_frame_count(plan, total)
         if plan:
             frames = np.stack([prepared.frames[i] for i in plan])
@@ -137,9 +149,38 @@ class FrameLoader:
         else:
             frames = self._no_frames(info, total, notes, path)
             plan, times = [NO_FRAME] * len(frames), [float("nan")] * len(frames)
+            scores = None if scores is None else [float("nan")] * len(frames)
         for note in notes:
             warnings.warn(PartialDecodeWarning(note), stacklevel=3)
-        return LoadedFrames(to_pix_fmt(frames, config.pix_fmt), plan, times, info, notes)
+        if selection_note:
+            notes.append(f"{path}: {selection_note}")
+            warnings.warn(FrameSelectionWarning(notes[-1]), stacklevel=3)
+        return LoadedFrames(to_pix_fmt(frames, config.pix_fmt), plan, times, info, notes, scores=scores)
+
+    def _select_by_detector(self, plan: list[int], prepared: "_Prepared") -> tuple[list[int], list[float], Optional[str]]:
+        """zamba's MegadetectorLite step: score every candidate frame, keep the chosen ones."""
+        settings = self.config.megadetector_lite_config
+        unique = sorted(set(plan))  # upsampling repeats frames: score each once
+        detections = self.detector.detect_fitted(
+            [prepared.fitted[i] for i in unique],
+            [prepared.sizes[i] for i in unique],
+            image_height=settings.image_height,
+            image_width=settings.image_width,
+            confidence=settings.confidence,
+            nms_threshold=settings.nms_threshold,
+            batch_size=settings.frame_batch_size,
+        )
+        score_of = {index: found.score for index, found in zip(unique, detections)}
+        scores = [score_of[i] for i in plan]
+        chosen, note = select_by_scores(
+            scores,
+            confidence=settings.confidence,
+            n_frames=settings.n_frames,
+            fill_mode=settings.fill_mode,
+            sort_by_time=settings.sort_by_time,
+            seed=settings.seed,
+        )
+        return [plan[k] for k in chosen], [scores[k] for k in chosen], note
 
     def _select_and_decode(self, source: VideoSource, notes: list[str]) -> tuple["_Prepared", list[int]]:
         """The plan (source index per output frame) and the prepared frames it uses.
@@ -158,8 +199,9 @@ class FrameLoader:
             else:
                 duration = info.duration if frame_count == info.frame_count and info.complete else float(end_time)
                 plan = plan_by_timestamps(config, timestamps, end_time, duration, info.keyframes)
-                if config.ensure_total_frames and wanted_total_frames(config) is not None:
-                    # Frames past the count would only be clipped off: don't decode them.
+                if config.ensure_total_frames and wanted_total_frames(config) is not None and not config.megadetector_lite_config:
+                    # Frames past the count would only be clipped off: don't decode them (the
+                    # detector, though, chooses among all of them).
                     plan = plan[: wanted_total_frames(config)]
                 self._decode_into(source, [i for i in set(plan) if i not in prepared.frames], prepared)
             missing = sorted(set(plan) - set(prepared.frames))
@@ -187,13 +229,17 @@ class FrameLoader:
         )
         factor = 1
         info = source.info
-        if target is not None:
+        # The detector's scores shift with the pixels it is given: it sees full-size frames, as in zamba.
+        if target is not None and self.config.megadetector_lite_config is None:
             for candidate in source.lowres_factors():
                 if (info.height - crop) / candidate >= target[0] and info.width / candidate >= target[1]:
                     factor = candidate
         return crop, factor
 
-    def _prepare(self, rgb: np.ndarray, crop: int, path: str) -> np.ndarray:
+    def _add_prepared(self, frame: DecodedFrame, crop: int, path: str, prepared: "_Prepared") -> None:
+        """Keep what later steps need of a decoded frame: the frame resized for the model and,
+        with the detector, the frame fitted to the detector's input."""
+        rgb = frame.to_rgb()
         if crop >= rgb.shape[0]:
             raise MediaError(
                 path,
@@ -202,14 +248,20 @@ class FrameLoader:
             )
         rgb = crop_bottom(rgb, crop)
         rgb = resize_for_selection(rgb, _size(self.config.frame_selection_height, self.config.frame_selection_width))
-        return resize_for_model(rgb, _size(self.config.model_input_height, self.config.model_input_width))
+        prepared.add(frame, resize_for_model(rgb, _size(self.config.model_input_height, self.config.model_input_width)))
+        detector = self.config.megadetector_lite_config
+        if detector is not None:
+            from kifaru.detection.megadetector_lite import fit_to_input
+
+            prepared.fitted[frame.index] = fit_to_input(rgb, detector.image_height, detector.image_width)
+            prepared.sizes[frame.index] = rgb.shape[:2]
 
     def _decode_into(self, source: VideoSource, indices: list[int], prepared: "_Prepared") -> None:
         if not indices:
             return
         crop, factor = self._frame_geometry(source)
         for frame in source.decode(indices, scale_down=factor):
-            prepared.add(frame, self._prepare(frame.to_rgb(), round(crop / factor), source.info.path))
+            self._add_prepared(frame, round(crop / factor), source.info.path, prepared)
 
     def _scene_plan(self, source: VideoSource, frame_count: int, prepared: "_Prepared") -> list[int]:
         """Frames whose scene-change score exceeds the threshold (each once, never padded)."""
@@ -219,7 +271,7 @@ class FrameLoader:
         for frame in source.decode(range(frame_count)):
             if scorer.score(frame.yuv_planes()) > self.config.scene_threshold:
                 plan.append(frame.index)
-                prepared.add(frame, self._prepare(frame.to_rgb(), crop, source.info.path))
+                self._add_prepared(frame, crop, source.info.path, prepared)
         return sorted(plan)
 
     def _no_frames(self, info: StreamInfo, total: Optional[int], notes: list[str], path: Path) -> np.ndarray:
@@ -242,6 +294,8 @@ class _Prepared:
 
     frames: dict[int, np.ndarray] = field(default_factory=dict)
     damaged: set[int] = field(default_factory=set)
+    fitted: dict[int, np.ndarray] = field(default_factory=dict)  # fitted to the detector's input
+    sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # (height, width) before fitting
 
     def add(self, frame: DecodedFrame, pixels: np.ndarray) -> None:
         self.frames[frame.index] = pixels

@@ -137,3 +137,97 @@ class SceneChangeScorer:
         score = min(mafd, abs(mafd - self._previous_mafd)) / 100.0
         self._previous_mafd = mafd
         return min(max(score, 0.0), 1.0)
+
+
+# -- selection by detector scores (MegadetectorLite) ------------------------------------------
+
+
+def rank_by_score(scores: np.ndarray) -> np.ndarray:
+    """Frame indices by score, highest first; equal scores in chronological order."""
+    indices = np.arange(len(scores))
+    return indices[np.lexsort((indices, -scores))]
+
+
+def select_by_scores(
+    scores: Sequence[float],
+    *,
+    confidence: float,
+    n_frames: Optional[int],
+    fill_mode: str,
+    sort_by_time: bool = True,
+    seed: Optional[int] = 55,
+) -> tuple[list[int], Optional[str]]:
+    """zamba's ``filter_frames``: which frames (indices into ``scores``) to keep, and a note when
+    kifaru had to do something else than zamba would.
+
+    Frames scoring above ``confidence`` are ranked (score descending, earlier first on ties). With
+    no ``n_frames`` all ranked frames are kept; with at least ``n_frames`` ranked, the top ones.
+    Otherwise the rest is filled by ``fill_mode`` with ``numpy.random.RandomState(seed)``, drawing
+    exactly what zamba draws. Where zamba fails (``repeat`` or ``weighted_euclidean`` with no
+    frame above the threshold, or a weighted draw of more frames than exist) kifaru falls back to
+    ``score_sorted``, or takes every remaining frame, and says so in the note.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    above = np.flatnonzero(scores > confidence)
+    selected = above[np.lexsort((above, -scores[above]))]
+    note = None
+    missing = 0 if n_frames is None else n_frames - len(selected)
+    if n_frames is not None and missing <= 0:
+        selected = selected[:n_frames]
+    elif missing > 0:
+        rng = np.random.RandomState(seed)
+        if fill_mode in ("repeat", "weighted_euclidean") and len(selected) == 0:
+            note = (
+                f"no frame scored above the detector's confidence {confidence}; {fill_mode} needs at "
+                "least one, so the frames were filled as score_sorted does"
+            )
+            fill_mode = "score_sorted"
+        if fill_mode == "repeat":
+            selected = np.concatenate((selected, rng.choice(selected, missing, replace=True)))
+        elif fill_mode == "score_sorted":
+            selected = rank_by_score(scores)[:n_frames]
+        elif fill_mode in ("weighted_euclidean", "weighted_prob") and len(selected) > 0:
+            # zamba's weighted_prob keeps only the ranked frames when none is ranked.
+            # zamba draws from the frames in pandas' descending sort order, in which numpy's
+            # unstable quicksort leaves equal scores in an order that changes with the CPU and
+            # numpy build; kifaru puts them in chronological order, the same everywhere.
+            order = rank_by_score(scores)
+            sample_from = order[~np.isin(order, selected)]
+            if fill_mode == "weighted_euclidean":
+                weights = np.array([1 / np.linalg.norm(selected - frame) for frame in sample_from], dtype=float)
+            else:
+                weights = scores[sample_from].astype(float)
+            if missing > len(sample_from):
+                note = (
+                    f"{n_frames} frames were asked for but the clip has only {len(scores)} to choose "
+                    "from; all of them are used"
+                )
+                missing = len(sample_from)
+            if missing:
+                selected, weighted_note = _weighted_draw(rng, selected, sample_from, weights, missing)
+                note = note or weighted_note
+    indices = [int(i) for i in selected]
+    return (sorted(indices) if sort_by_time else indices), note
+
+
+def _weighted_draw(
+    rng: np.random.RandomState, selected: np.ndarray, sample_from: np.ndarray, weights: np.ndarray, count: int
+) -> tuple[np.ndarray, Optional[str]]:
+    """``count`` more frames drawn without replacement, weighted (zamba's draw, same RNG calls).
+
+    zamba fails when fewer frames have a non-zero weight than are needed (weighted_prob with
+    many frames scoring 0); kifaru then draws all weighted frames and the rest uniformly.
+    """
+    total = weights.sum()
+    weights = weights / total if total > 0 else np.full(len(sample_from), 1 / len(sample_from))
+    positive = int(np.count_nonzero(weights))
+    if count <= positive:
+        return np.concatenate((selected, rng.choice(sample_from, count, replace=False, p=weights))), None
+    drawn = rng.choice(sample_from, positive, replace=False, p=weights)
+    rest = rng.choice(sample_from[weights == 0], count - positive, replace=False)
+    note = (
+        f"only {positive} of the frames not above the threshold scored above 0; the other "
+        f"{count - positive} were drawn uniformly"
+    )
+    return np.concatenate((selected, drawn, rest)), note
+

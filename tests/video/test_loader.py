@@ -12,7 +12,6 @@ import pytest
 from kifaru import load_video, load_video_frames
 from kifaru.config import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
-from kifaru.exceptions import UnsupportedOptionError
 from kifaru.video.loader import FrameLoader
 from kifaru.video.selection import resample_to_fps
 from tests.media import BAND_ROWS, index_frame, make_clip, read_indices
@@ -152,11 +151,6 @@ def test_the_callers_config_is_never_changed(clip_30fps):
 def test_bad_keyword_is_a_config_error(clip_30fps):
     with pytest.raises(ConfigError, match="did you mean 'fps'"):
         load_video_frames(clip_30fps, fsp=4)
-
-
-def test_megadetector_lite_is_refused_clearly_until_it_exists(clip_30fps):
-    with pytest.raises(UnsupportedOptionError, match="megadetector_lite_config"):
-        load_video_frames(clip_30fps, megadetector_lite_config={"n_frames": 4})
 
 
 def test_variable_frame_rate_is_resampled_by_timestamps(tmp_path):

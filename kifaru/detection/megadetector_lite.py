@@ -1,0 +1,300 @@
+"""MegadetectorLite: the YOLOX-tiny animal detector zamba uses to pick frames, loaded once per process.
+
+Preprocessing and postprocessing follow zamba 2.7.2 (spec section 3) so that scores and boxes agree:
+each frame is resized to fit ``image_width x image_height`` keeping its aspect ratio (PIL bicubic,
+as ``ImageOps.pad`` does), placed top-left on black, and fed as raw 0-255 float32 RGB. A
+detection's score is objectness x class confidence; detections below ``confidence`` are dropped,
+then non-maximum suppression at ``nms_threshold``; boxes come back relative to the frame.
+
+On the CPU the network runs in ONNX Runtime when it is installed (about twice PyTorch's speed
+here), from an ONNX export made once per machine and kept in the model cache only after its
+outputs were checked against PyTorch's; on CUDA/MPS, or without ONNX Runtime, it runs in PyTorch.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from kifaru.device import resolve_device
+from kifaru.models.registry import MEGADETECTOR_LITE, ModelEntry
+from kifaru.models.weights import model_cache_dir, resolve_weights
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "onnxruntime", "torch")
+# Frames per network call on the CPU: larger batches stop paying off (cache pressure) past ~8.
+CPU_BATCH = 8
+# How far ONNX Runtime may differ from PyTorch on the probe images before it is not used.
+_MAX_PROB_DIFF = 1e-4
+_MAX_BOX_DIFF_PX = 0.05
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """The animals found in one frame, most confident first."""
+
+    boxes: np.ndarray  # (n, 4) float64: x1, y1, x2, y2 relative to the frame's width and height
+    scores: np.ndarray  # (n,) float64: objectness x class confidence
+
+    @property
+    def score(self) -> float:
+        """The frame's score: its highest detection score, 0 when nothing was found."""
+        return float(self.scores.max()) if len(self.scores) else 0.0
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def fit_size(height: int, width: int, out_height: int, out_width: int) -> tuple[int, int]:
+    """(height, width) of a frame resized to fit the output keeping its aspect ratio (PIL's rule)."""
+    frame_ratio, out_ratio = width / height, out_width / out_height
+    if frame_ratio > out_ratio:
+        new_height = round(height / width * out_width)
+        return new_height, out_width
+    if frame_ratio < out_ratio:
+        return out_height, round(width / height * out_height)
+    return out_height, out_width
+
+
+def fit_to_input(frame: np.ndarray, input_height: int, input_width: int) -> np.ndarray:
+    """The frame resized to fit the detector's input keeping its aspect ratio (bicubic with PIL's
+    antialiasing, exactly as zamba's ``ImageOps.pad``: the detector's scores are sensitive to it)."""
+    height, width = fit_size(frame.shape[0], frame.shape[1], input_height, input_width)
+    if (height, width) == frame.shape[:2]:
+        return frame
+    return np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize((width, height), Image.Resampling.BICUBIC))
+
+
+def to_batch(fitted: Sequence[np.ndarray], input_height: int, input_width: int) -> np.ndarray:
+    """Fitted RGB uint8 images -> one float32 (N, 3, H, W) batch of raw 0-255 values, each image
+    at the top-left on black."""
+    batch = np.zeros((len(fitted), 3, input_height, input_width), dtype=np.float32)
+    for i, image in enumerate(fitted):
+        image = image[:input_height, :input_width]
+        batch[i, :, : image.shape[0], : image.shape[1]] = image.transpose(2, 0, 1)
+    return batch
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, highest score first (torchvision's rule:
+    a box is dropped when its IoU with a kept box exceeds ``threshold``)."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        width = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
+        height = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+        inter = width * height
+        iou = inter / (areas[best] + areas[rest] - inter)
+        order = rest[~(iou > threshold)]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def postprocess(
+    prediction: np.ndarray,
+    confidence: float,
+    nms_threshold: float,
+    frame_size: tuple[int, int],
+    input_size: tuple[int, int],
+) -> FrameDetections:
+    """One frame's raw network output ``(anchors, 5 + classes)`` -> its detections."""
+    class_conf = prediction[:, 5:].max(axis=1)
+    class_id = prediction[:, 5:].argmax(axis=1)
+    scores = prediction[:, 4] * class_conf
+    keep = scores >= confidence
+    if not keep.any():
+        return FrameDetections(np.zeros((0, 4)), np.zeros(0))
+    centre, size, scores, class_id = prediction[keep, :2], prediction[keep, 2:4], scores[keep], class_id[keep]
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+    # Per-class NMS (torchvision's batched_nms trick): shift each class's boxes apart.
+    offsets = class_id[:, None] * (boxes.max() + 1)
+    kept = nms(boxes + offsets, scores, nms_threshold)
+    height, width = frame_size
+    ratio = min(input_size[1] / width, input_size[0] / height)
+    boxes = boxes[kept].astype(np.float64) / ratio / np.array([width, height, width, height])
+    return FrameDetections(boxes, scores[kept].astype(np.float64))
+
+
+class MegadetectorLite:
+    """The detector network on one device. Use :func:`load_megadetector_lite` to share one per process."""
+
+    def __init__(self, weights: Path, device: str = "cpu", runtime: str = "auto") -> None:
+        import torch
+
+        from kifaru.detection.yolox import YOLOX
+
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.weights = Path(weights)
+        self.device = device
+        checkpoint = torch.load(self.weights, map_location="cpu", weights_only=True)
+        model = YOLOX(num_classes=1, depth=0.33, width=0.375)
+        model.load_state_dict(checkpoint["model"] if "model" in checkpoint else checkpoint)
+        self._model = model.eval().to(device)
+        self._session = None
+        self.runtime = "torch"
+        if device == "cpu" and runtime in ("auto", "onnxruntime"):
+            self._session = _onnx_session(self._model, self.weights, required=runtime == "onnxruntime")
+            if self._session is not None:
+                self.runtime = "onnxruntime"
+
+    def __repr__(self) -> str:
+        return f"MegadetectorLite({self.weights.name}, device={self.device}, runtime={self.runtime})"
+
+    def raw_outputs(self, batch: np.ndarray) -> np.ndarray:
+        """Network outputs for a float32 (N, 3, H, W) batch: (N, anchors, 6)."""
+        if self._session is not None:
+            outputs = [self._session.run(None, {"images": batch[i : i + CPU_BATCH]})[0] for i in range(0, len(batch), CPU_BATCH)]
+            return np.concatenate(outputs) if outputs else np.zeros((0, 0, 6), np.float32)
+        import torch
+
+        chunk = CPU_BATCH if self.device == "cpu" else len(batch)
+        with torch.inference_mode():
+            outputs = [
+                self._model(torch.from_numpy(batch[i : i + chunk]).to(self.device)).float().cpu().numpy()
+                for i in range(0, len(batch), max(chunk, 1))
+            ]
+        return np.concatenate(outputs) if outputs else np.zeros((0, 0, 6), np.float32)
+
+    def detect(
+        self,
+        frames: Sequence[np.ndarray],
+        *,
+        image_height: int = 640,
+        image_width: int = 640,
+        confidence: float = 0.25,
+        nms_threshold: float = 0.45,
+        batch_size: int = 24,
+    ) -> list[FrameDetections]:
+        """Detections for RGB uint8 frames of any size."""
+        return self.detect_fitted(
+            [fit_to_input(frame, image_height, image_width) for frame in frames],
+            [frame.shape[:2] for frame in frames],
+            image_height=image_height,
+            image_width=image_width,
+            confidence=confidence,
+            nms_threshold=nms_threshold,
+            batch_size=batch_size,
+        )
+
+    def detect_fitted(
+        self,
+        fitted: Sequence[np.ndarray],
+        frame_sizes: Sequence[tuple[int, int]],
+        *,
+        image_height: int = 640,
+        image_width: int = 640,
+        confidence: float = 0.25,
+        nms_threshold: float = 0.45,
+        batch_size: int = 24,
+    ) -> list[FrameDetections]:
+        """Detections for frames already passed through :func:`fit_to_input`; ``frame_sizes``
+        are the (height, width) of the frames they came from (boxes are relative to those)."""
+        results: list[FrameDetections] = []
+        for start in range(0, len(fitted), batch_size):
+            raw = self.raw_outputs(to_batch(fitted[start : start + batch_size], image_height, image_width))
+            results.extend(
+                postprocess(out, confidence, nms_threshold, size, (image_height, image_width))
+                for out, size in zip(raw, frame_sizes[start : start + batch_size])
+            )
+        return results
+
+
+@functools.lru_cache(maxsize=4)
+def _load(weights: Path, device: str, runtime: str) -> MegadetectorLite:
+    return MegadetectorLite(weights, device, runtime)
+
+
+def load_megadetector_lite(
+    weights: Optional[Path] = None,
+    device: Optional[str] = None,
+    runtime: str = "auto",
+    entry: ModelEntry = MEGADETECTOR_LITE,
+) -> MegadetectorLite:
+    """The process's detector for these weights and device (loaded on first use, then shared).
+
+    ``weights`` None: the model cache (fetched on first use) or ``KIFARU_MEGADETECTOR_LITE_WEIGHTS``.
+    ``device`` None: CUDA, then MPS, then the CPU. ``runtime`` "auto": ONNX Runtime on the CPU
+    when installed, else PyTorch; env ``KIFARU_DETECTOR_RUNTIME`` overrides "auto".
+    """
+    path = resolve_weights(entry, weights)
+    if runtime == "auto":
+        runtime = os.environ.get("KIFARU_DETECTOR_RUNTIME", "auto")
+    return _load(path.resolve(), resolve_device(device), runtime)
+
+
+def _probe_batch() -> np.ndarray:
+    """Two images with structure at every scale, to compare runtimes on."""
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 255, (3, 640, 640))
+    yy, xx = np.mgrid[0:640, 0:640]
+    rings = 127.5 + 127.5 * np.sin(np.hypot(yy - 250, xx - 300) / 9.0)
+    return np.stack([noise, np.broadcast_to(rings, (3, 640, 640))]).astype(np.float32)
+
+
+def _onnx_session(model, weights: Path, required: bool):
+    """An ONNX Runtime session for the model, or None (with the reason logged) when unavailable."""
+    try:
+        import onnxruntime
+    except ImportError:
+        if required:
+            raise
+        log.info("onnxruntime is not installed; the detector runs in PyTorch")
+        return None
+    from kifaru.models.download import sha256_of
+
+    onnx_path = model_cache_dir() / "onnx" / f"{weights.stem}-{sha256_of(weights)[:12]}.onnx"
+    options = onnxruntime.SessionOptions()
+    try:
+        if not onnx_path.is_file():
+            _export_checked(model, onnx_path, onnxruntime, options)
+        return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # any exporter/runtime failure: PyTorch still works
+        if required:
+            raise
+        log.warning("ONNX Runtime cannot run the detector (%s); using PyTorch", error)
+        return None
+
+
+def _export_checked(model, onnx_path: Path, onnxruntime, options) -> None:
+    """Export to ONNX and keep the file only if its outputs agree with PyTorch's on probe images."""
+    import torch
+
+    probe = _probe_batch()
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        model,
+        torch.from_numpy(probe[:1]),
+        buffer,
+        input_names=["images"],
+        output_names=["detections"],
+        dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": probe})[0]
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(probe)).numpy()
+    prob_diff = float(np.abs(got[..., 4:] - expected[..., 4:]).max())
+    box_diff = float(np.abs(got[..., :4] - expected[..., :4]).max())
+    if prob_diff > _MAX_PROB_DIFF or box_diff > _MAX_BOX_DIFF_PX:
+        raise RuntimeError(f"its outputs differ from PyTorch's (scores by {prob_diff:.2g}, boxes by {box_diff:.2g} px)")
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=onnx_path.parent, suffix=".tmp")
+    with os.fdopen(handle, "wb") as out:
+        out.write(buffer.getvalue())
+    os.replace(temp, onnx_path)

@@ -1,0 +1,1 @@
+"""Model weights: finding, downloading and checking them."""

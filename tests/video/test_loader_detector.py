@@ -1,0 +1,149 @@
+"""Frame loading with MegadetectorLite, on synthetic clips and a stand-in detector whose score for
+a frame is looked up from the index the frame shows (so every step can be checked exactly)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from kifaru import FrameSelectionWarning, load_video
+from kifaru.config import VideoLoaderConfig
+from kifaru.detection.megadetector_lite import FrameDetections
+from kifaru.video.loader import NO_FRAME, FrameLoader
+from kifaru.video.selection import select_by_scores
+from tests.media import BAND_ROWS, index_frame, make_clip, read_index, read_indices
+
+
+class IndexScoringDetector:
+    """Scores each fitted frame by the index it shows; records what it was given."""
+
+    def __init__(self, scores: dict[int, float]):
+        self.scores = scores
+        self.calls: list[dict] = []
+
+    def detect_fitted(self, fitted, frame_sizes, **settings):
+        self.calls.append({"fitted": list(fitted), "sizes": list(frame_sizes), **settings})
+        found = []
+        for image in fitted:
+            score = self.scores.get(read_index(image), 0.0)
+            boxes = np.array([[0.1, 0.1, 0.5, 0.5]]) if score else np.zeros((0, 4))
+            found.append(FrameDetections(boxes, np.array([score] if score else [])))
+        return found
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """3 s at 10 fps: 30 frames of 64 x 96 showing their index."""
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", n_frames=30, fps=10)
+
+
+def _load(clip, detector, **fields):
+    with FrameLoader(VideoLoaderConfig(**fields), detector=detector) as loader:
+        return loader.load(clip)
+
+
+def test_frames_above_the_threshold_are_kept_best_first_then_filled(clip):
+    detector = IndexScoringDetector({3: 0.9, 10: 0.5, 20: 0.8, 25: 0.2})
+    loaded = _load(clip, detector, megadetector_lite_config={"n_frames": 5})
+    # Above 0.25: 3, 20, 10; score_sorted fills with the next best (25), then the earliest 0 (frame 0).
+    assert loaded.source_indices == [0, 3, 10, 20, 25]
+    assert read_indices(loaded.frames) == [0, 3, 10, 20, 25]
+    assert loaded.scores == [0.0, 0.9, 0.5, 0.8, 0.2]
+    assert len(detector.calls) == 1 and len(detector.calls[0]["fitted"]) == 30
+
+
+def test_detector_gets_each_frame_fitted_to_its_input_size_after_the_crop(clip):
+    detector = IndexScoringDetector({})
+    _load(
+        clip,
+        detector,
+        crop_bottom_pixels=BAND_ROWS,
+        megadetector_lite_config={"n_frames": 2, "image_width": 320, "image_height": 256, "frame_batch_size": 7},
+    )
+    call = detector.calls[0]
+    assert {size for size in call["sizes"]} == {(64 - BAND_ROWS, 96)}
+    # 96 x 56 fits 320 x 256 at 320 x 187 (aspect kept, PIL's rounding).
+    assert {image.shape for image in call["fitted"]} == {(187, 320, 3)}
+    assert (call["image_height"], call["image_width"], call["batch_size"]) == (256, 320, 7)
+    # The timestamp bar was cropped before fitting: no blue at the bottom.
+    assert all(image[-2:, :, 2].mean() < 200 or image[-2:, :, 0].mean() > 100 for image in call["fitted"])
+
+
+def test_model_frames_are_resized_from_the_full_frame_not_the_detector_copy(clip):
+    loaded = _load(
+        clip,
+        IndexScoringDetector({7: 0.9}),
+        model_input_height=32,
+        model_input_width=48,
+        megadetector_lite_config={"n_frames": 1},
+    )
+    assert loaded.frames.shape == (1, 32, 48, 3)
+    assert read_indices(loaded.frames) == [7]
+
+
+def test_upsampled_duplicates_are_scored_once_and_selected_as_zamba_would(clip):
+    detector = IndexScoringDetector({4: 0.7, 5: 0.6})
+    loaded = _load(clip, detector, fps=20, megadetector_lite_config={"n_frames": 3})
+    # 20 fps doubles every frame: 60 candidates, 30 distinct frames scored.
+    assert len(detector.calls[0]["fitted"]) == 30
+    scores = [{4: 0.7, 5: 0.6}.get(i // 2, 0.0) for i in range(60)]
+    expected, _ = select_by_scores(scores, confidence=0.25, n_frames=3, fill_mode="score_sorted")
+    assert loaded.source_indices == [i // 2 for i in expected] == [4, 4, 5]
+
+
+def test_total_frames_fills_n_frames_and_ensure_pads_short_selections(clip):
+    loaded = _load(clip, IndexScoringDetector({12: 0.9}), total_frames=4, megadetector_lite_config={})
+    assert loaded.source_indices == [0, 1, 2, 12]
+    # weighted_prob: the other frames all score 0, so zamba draws them uniformly.
+    loaded = _load(clip, IndexScoringDetector({12: 0.9}), total_frames=4, megadetector_lite_config={"fill_mode": "weighted_prob"})
+    assert 12 in loaded.source_indices and len(set(loaded.source_indices)) == 4
+    # ... and with nothing above the threshold it keeps nothing: ensure_total_frames gives zeros.
+    with pytest.warns(UserWarning, match="no frame was selected"):
+        loaded = _load(clip, IndexScoringDetector({12: 0.1}), total_frames=4, megadetector_lite_config={"fill_mode": "weighted_prob"})
+    assert loaded.source_indices == [NO_FRAME] * 4 and not loaded.frames.any()
+
+
+def test_repeat_with_nothing_above_falls_back_with_a_warning(clip):
+    with pytest.warns(FrameSelectionWarning, match="score_sorted"):
+        loaded = _load(clip, IndexScoringDetector({5: 0.1}), megadetector_lite_config={"n_frames": 3, "fill_mode": "repeat"})
+    assert loaded.source_indices == [0, 1, 5]
+    assert any("score_sorted" in note for note in loaded.warnings)
+
+
+def test_sort_by_time_false_returns_frames_in_score_order(clip):
+    loaded = _load(
+        clip, IndexScoringDetector({3: 0.4, 9: 0.9, 15: 0.6}), megadetector_lite_config={"n_frames": 3, "sort_by_time": False}
+    )
+    assert loaded.source_indices == [9, 15, 3]
+
+
+def test_results_are_cached_with_their_scores(clip, tmp_path):
+    config = VideoLoaderConfig(cache_dir=tmp_path, megadetector_lite_config={"n_frames": 2})
+    detector = IndexScoringDetector({2: 0.9, 8: 0.8})
+    first = FrameLoader(config, detector=detector).load(clip)
+    second = FrameLoader(config, detector=detector).load(clip)
+    assert second.from_cache and len(detector.calls) == 1
+    assert second.source_indices == first.source_indices == [2, 8]
+    assert second.scores == first.scores == [0.9, 0.8]
+
+
+def test_still_images_are_repeated_without_running_the_detector(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(index_frame(9)).save(path)
+    detector = IndexScoringDetector({})
+    loaded = _load(path, detector, total_frames=3, megadetector_lite_config={})
+    assert detector.calls == [] and read_indices(loaded.frames) == [9, 9, 9]
+
+
+def test_the_real_detector_is_loaded_only_when_a_clip_needs_it(monkeypatch):
+    import kifaru.detection.megadetector_lite as module
+
+    monkeypatch.setattr(module, "load_megadetector_lite", lambda **kwargs: pytest.fail("loaded too early"))
+    FrameLoader(VideoLoaderConfig(megadetector_lite_config={}))  # no clip yet: nothing is loaded
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_video  # the public entry point is importable without loading any model
