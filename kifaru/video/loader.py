@@ -157,6 +157,50 @@ class FrameLoader:
             warnings.warn(FrameSelectionWarning(notes[-1]), stacklevel=3)
         return LoadedFrames(to_pix_fmt(frames, config.pix_fmt), plan, times, info, notes, scores=scores)
 
+    def detect(self, path: str | Path) -> "ClipDetections":
+        """The detector's findings on every frame the config samples (no selection, no cache).
+
+        Boxes are relative to the whole frame as displayed (rotation applied), even when
+        ``crop_bottom_pixels`` kept the detector from seeing the bottom rows.
+        """
+        settings = self.config.megadetector_lite_config
+        if settings is None:
+            raise ConfigError("detect needs video_loader_config.megadetector_lite_config")
+        path = Path(path)
+        source = open_source(path)
+        try:
+            info = source.info
+            notes = [] if info.complete else [f"{path}: {info.problem}; using the {info.frame_count} frames that could be read"]
+            prepared, plan = self._select_and_decode(source, notes, keep_pixels=False)
+        finally:
+            source.close()
+        frames = sorted(set(plan))
+        detections = self.detector.detect_fitted(
+            [prepared.fitted[i] for i in frames],
+            [prepared.sizes[i] for i in frames],
+            image_height=settings.image_height,
+            image_width=settings.image_width,
+            confidence=settings.confidence,
+            nms_threshold=settings.nms_threshold,
+            batch_size=settings.frame_batch_size,
+        )
+        if prepared.kept_rows != 1.0:
+            scale = np.array([1.0, prepared.kept_rows, 1.0, prepared.kept_rows])
+            detections = [type(found)(found.boxes * scale, found.scores) for found in detections]
+        for note in notes:
+            warnings.warn(PartialDecodeWarning(note), stacklevel=2)
+        return ClipDetections(
+            path=path,
+            is_image=isinstance(source, ImageSource),
+            frame_numbers=frames,
+            times=[float(info.timestamps[i]) for i in frames],
+            detections=detections,
+            frame_rate=_average_rate(info),
+            width=info.width,
+            height=info.height,
+            warnings=notes,
+        )
+
     def _select_by_detector(self, plan: list[int], prepared: "_Prepared") -> tuple[list[int], list[float], Optional[str]]:
         """zamba's MegadetectorLite step: score every candidate frame, keep the chosen ones."""
         settings = self.config.megadetector_lite_config
@@ -182,7 +226,9 @@ class FrameLoader:
         )
         return [plan[k] for k in chosen], [scores[k] for k in chosen], note
 
-    def _select_and_decode(self, source: VideoSource, notes: list[str]) -> tuple["_Prepared", list[int]]:
+    def _select_and_decode(
+        self, source: VideoSource, notes: list[str], keep_pixels: bool = True
+    ) -> tuple["_Prepared", list[int]]:
         """The plan (source index per output frame) and the prepared frames it uses.
 
         When frames cannot be decoded, the clip is taken to end before the first of them and
@@ -190,7 +236,7 @@ class FrameLoader:
         """
         config, info = self.config, source.info
         frame_count = info.frame_count
-        prepared = _Prepared()
+        prepared = _Prepared(keep_pixels=keep_pixels)
         for _attempt in range(4):
             timestamps = info.timestamps[:frame_count]
             end_time = info.end_time if frame_count == info.frame_count else info.timestamps[frame_count]
@@ -248,7 +294,9 @@ class FrameLoader:
             )
         rgb = crop_bottom(rgb, crop)
         rgb = resize_for_selection(rgb, _size(self.config.frame_selection_height, self.config.frame_selection_width))
-        prepared.add(frame, resize_for_model(rgb, _size(self.config.model_input_height, self.config.model_input_width)))
+        model_size = _size(self.config.model_input_height, self.config.model_input_width)
+        prepared.add(frame, resize_for_model(rgb, model_size) if prepared.keep_pixels else None)
+        prepared.kept_rows = rgb.shape[0] / (rgb.shape[0] + crop) if crop else 1.0
         detector = self.config.megadetector_lite_config
         if detector is not None:
             from kifaru.detection.megadetector_lite import fit_to_input
@@ -289,6 +337,27 @@ class FrameLoader:
 
 
 @dataclass
+class ClipDetections:
+    """What :meth:`FrameLoader.detect` found in one file, frame by frame (source frame numbers)."""
+
+    path: Path
+    is_image: bool
+    frame_numbers: list[int]
+    times: list[float]
+    detections: list[Any]  # FrameDetections, one per frame number
+    frame_rate: Optional[float]
+    width: int
+    height: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _average_rate(info: StreamInfo) -> Optional[float]:
+    """Frames per second over the stream (exact for constant-rate video)."""
+    span = float(info.end_time - info.timestamps[0]) if info.timestamps else 0.0
+    return info.frame_count / span if span > 0 else None
+
+
+@dataclass
 class _Prepared:
     """Frames decoded and prepared so far for one load, by source index."""
 
@@ -296,8 +365,10 @@ class _Prepared:
     damaged: set[int] = field(default_factory=set)
     fitted: dict[int, np.ndarray] = field(default_factory=dict)  # fitted to the detector's input
     sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # (height, width) before fitting
+    keep_pixels: bool = True  # False: only the detector's copies are wanted
+    kept_rows: float = 1.0  # share of the frame's height left after crop_bottom_pixels
 
-    def add(self, frame: DecodedFrame, pixels: np.ndarray) -> None:
+    def add(self, frame: DecodedFrame, pixels: Optional[np.ndarray]) -> None:
         self.frames[frame.index] = pixels
         if frame.damaged:
             self.damaged.add(frame.index)

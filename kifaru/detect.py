@@ -1,0 +1,366 @@
+"""``kifaru detect``: MegadetectorLite over many files, with outputs the camera-trap ecosystem reads.
+
+Each file ends up with a record: its detections frame by frame, or a failure with the reason.
+Records are appended to a progress file as files finish, so an interrupted run started again with
+the same output folder skips what is done. When every file has a record, the outputs are written
+(each replaced atomically):
+
+- ``detections.json``: MegaDetector batch-output format 1.6 (Timelapse, MegaDetector's tools);
+  videos carry ``frame_rate``, ``frames_processed`` and a ``frame_number`` per detection.
+- ``detection_summary.csv``: one row per file: animal or blank at the threshold, the highest
+  confidence, frames with an animal, first and last time one is seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from kifaru.config.video import VideoLoaderConfig
+from kifaru.exceptions import ConfigError, KifaruError
+from kifaru.models.registry import MEGADETECTOR_LITE
+
+DETECTIONS_JSON = "detections.json"
+SUMMARY_CSV = "detection_summary.csv"
+PROGRESS_FILE = ".kifaru-detect-progress.jsonl"
+ANIMAL_CATEGORY = "1"
+SUMMARY_COLUMNS = (
+    "filepath",
+    "media",
+    "result",
+    "max_confidence",
+    "frames_processed",
+    "frames_with_animal",
+    "first_animal_s",
+    "last_animal_s",
+    "failure",
+)
+
+# kifaru detect samples frames at 1 fps by default: a camera-trap clip's animal stays for seconds.
+DEFAULT_DETECT_FPS = 1.0
+
+
+def default_detect_config(fps: float = DEFAULT_DETECT_FPS, **detector: Any) -> VideoLoaderConfig:
+    """Frames at ``fps``, the whole frame, MegadetectorLite with zamba's defaults unless given."""
+    return VideoLoaderConfig(fps=fps, ensure_total_frames=False, megadetector_lite_config=detector)
+
+
+@dataclass
+class FileRecord:
+    """One file's outcome, as stored in the progress file (plain JSON types only)."""
+
+    filepath: str  # as given (absolute or relative to the working folder)
+    media: str  # "video" or "image"
+    frame_rate: Optional[float] = None
+    frames: list[dict] = field(default_factory=list)  # {"frame_number", "time", "detections": [[x1, y1, x2, y2, conf]]}
+    failure: Optional[str] = None
+    fingerprint: Optional[list] = None  # [size, mtime_ns] when it was processed
+
+    def animal_frames(self, threshold: float) -> list[dict]:
+        return [f for f in self.frames if any(d[4] >= threshold for d in f["detections"])]
+
+    def max_confidence(self) -> float:
+        return max((d[4] for f in self.frames for d in f["detections"]), default=0.0)
+
+
+@dataclass
+class DetectReport:
+    records: list[FileRecord]
+    skipped: int  # files already done in an earlier, interrupted run
+    outputs: dict[str, Path]
+
+    @property
+    def failed(self) -> list[FileRecord]:
+        return [r for r in self.records if r.failure]
+
+
+ProgressCallback = Callable[[FileRecord, int, int], None]  # (record, files done, files in total)
+
+
+def detect_files(
+    filepaths: Sequence[Path],
+    output_dir: Path,
+    *,
+    video_loader_config: Optional[VideoLoaderConfig] = None,
+    threshold: float = 0.25,
+    relative_to: Optional[Path] = None,
+    overwrite: bool = False,
+    detector: Any = None,
+    progress: Optional[ProgressCallback] = None,
+) -> DetectReport:
+    """Run MegadetectorLite on every file and write the outputs to ``output_dir``.
+
+    ``relative_to``: the folder the output paths are written relative to (Timelapse's root
+    folder), else paths are written as given. ``overwrite`` False: results of an earlier run in
+    ``output_dir`` for unchanged files are reused; True: start over.
+    """
+    from kifaru.video.loader import FrameLoader
+
+    config = video_loader_config or default_detect_config()
+    if config.megadetector_lite_config is None:
+        raise ConfigError("video_loader_config.megadetector_lite_config is needed to detect (give {} for the defaults)")
+    if not 0 <= threshold <= 1:
+        raise ConfigError(f"threshold {threshold} is not between 0 and 1")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    progress_path = output_dir / PROGRESS_FILE
+    if overwrite:
+        progress_path.unlink(missing_ok=True)
+    done = _read_progress(progress_path, config)
+    paths = [Path(p) for p in filepaths]
+    loader = FrameLoader(config, detector=detector)
+    records, skipped = [], 0
+    with _ProgressLog(progress_path, config) as log:
+        for path in paths:
+            previous = done.get(str(path))
+            if previous is not None and previous.fingerprint == _fingerprint(path):
+                record, skipped = previous, skipped + 1
+            else:
+                record = _detect_one(loader, path)
+                log.append(record)
+            records.append(record)
+            if progress is not None:
+                progress(record, len(records), len(paths))
+    outputs = write_outputs(records, output_dir, threshold=threshold, relative_to=relative_to, config=config)
+    return DetectReport(records, skipped, outputs)
+
+
+def _detect_one(loader: Any, path: Path) -> FileRecord:
+    fingerprint = _fingerprint(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # partial decodes are in found.warnings
+            found = loader.detect(path)
+    except KifaruError as error:
+        failure = str(error)
+    except Exception as error:  # one file must never stop a weekend's run: record it, go on
+        failure = f"{path}: unexpected {type(error).__name__}: {error}"
+    else:
+        failure = None
+    if failure is not None:
+        media = "image" if _looks_like_image(path) else "video"
+        return FileRecord(str(path), media, failure=failure, fingerprint=fingerprint)
+    frames = [
+        {
+            "frame_number": number,
+            "time": round(seconds, 6),
+            "detections": [[*(round(float(v), 6) for v in box), round(float(score), 6)] for box, score in zip(d.boxes, d.scores)],
+        }
+        for number, seconds, d in zip(found.frame_numbers, found.times, found.detections)
+    ]
+    return FileRecord(
+        str(path),
+        "image" if found.is_image else "video",
+        frame_rate=None if found.is_image else found.frame_rate,
+        frames=frames,
+        fingerprint=fingerprint,
+    )
+
+
+def _looks_like_image(path: Path) -> bool:
+    from kifaru.video.media import is_image
+
+    return is_image(path)
+
+
+def _fingerprint(path: Path) -> Optional[list]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+# -- progress file --------------------------------------------------------------------------
+
+
+def _settings_key(config: VideoLoaderConfig) -> dict:
+    """What the records depend on: a progress file written with other settings is not reused."""
+    return {"video_loader_config": config.model_dump(mode="json", exclude={"cache_dir", "cleanup_cache"}), "weights": MEGADETECTOR_LITE.weights_sha256}
+
+
+class _ProgressLog:
+    """Appends one JSON line per finished file, flushed to disk, so a crash loses at most the
+    file being worked on (a torn last line is ignored when reading)."""
+
+    def __init__(self, path: Path, config: VideoLoaderConfig) -> None:
+        self.path = path
+        self.header = {"kifaru_detect_progress": 1, **_settings_key(config)}
+
+    def __enter__(self) -> "_ProgressLog":
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self.handle = open(self.path, "a", encoding="utf-8")
+        if new:
+            self._write(self.header)
+        return self
+
+    def append(self, record: FileRecord) -> None:
+        self._write(record.__dict__)
+
+    def _write(self, item: dict) -> None:
+        self.handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def __exit__(self, *exc: Any) -> None:
+        self.handle.close()
+
+
+def _read_progress(path: Path, config: VideoLoaderConfig) -> dict[str, FileRecord]:
+    if not path.exists():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else {}
+    except json.JSONDecodeError:
+        header = {}
+    if {k: v for k, v in header.items() if k != "kifaru_detect_progress"} != _settings_key(config):
+        # Other settings (or a damaged file): these results do not apply; start over.
+        path.unlink()
+        return {}
+    records = {}
+    for line in lines[1:]:
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the line being written when the run stopped
+        records[item["filepath"]] = FileRecord(**item)
+    return records
+
+
+# -- outputs ----------------------------------------------------------------------------------
+
+
+def write_outputs(
+    records: Iterable[FileRecord],
+    output_dir: Path,
+    *,
+    threshold: float,
+    relative_to: Optional[Path],
+    config: VideoLoaderConfig,
+) -> dict[str, Path]:
+    records = list(records)
+    json_path = output_dir / DETECTIONS_JSON
+    csv_path = output_dir / SUMMARY_CSV
+    _write_atomic(json_path, json.dumps(megadetector_json(records, threshold=threshold, relative_to=relative_to, config=config), indent=1, ensure_ascii=False) + "\n")
+    _write_atomic(csv_path, summary_csv(records, threshold=threshold))
+    return {"detections": json_path, "summary": csv_path}
+
+
+def _output_path(filepath: str, relative_to: Optional[Path]) -> str:
+    path = Path(filepath)
+    if relative_to is not None:
+        try:
+            path = path.resolve().relative_to(Path(relative_to).resolve())
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
+def megadetector_json(
+    records: Sequence[FileRecord], *, threshold: float, relative_to: Optional[Path], config: VideoLoaderConfig
+) -> dict:
+    """MegaDetector batch output, format 1.6: one entry per image or video."""
+    detector = config.megadetector_lite_config
+    images = []
+    for record in records:
+        entry: dict[str, Any] = {"file": _output_path(record.filepath, relative_to)}
+        if record.media == "video":
+            entry["frame_rate"] = -1.0 if record.failure else float(record.frame_rate or -1.0)
+            entry["frames_processed"] = [] if record.failure else [f["frame_number"] for f in record.frames]
+        if record.failure:
+            entry["failure"] = record.failure
+            entry["detections"] = None
+        else:
+            entry["detections"] = [
+                _md_detection(d, None if record.media == "image" else f["frame_number"])
+                for f in record.frames
+                for d in f["detections"]
+            ]
+        images.append(entry)
+    return {
+        "info": {
+            "format_version": "1.6",
+            "detector": MEGADETECTOR_LITE.weights_filename,
+            "detection_completion_time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "detector_metadata": {
+                "megadetector_version": "MegadetectorLite (zamba 2.7.2 YOLOX-tiny, 2022-05-28)",
+                "typical_detection_threshold": threshold,
+                "conservative_detection_threshold": detector.confidence,
+            },
+            "custom_metadata": {
+                "produced_by": "kifaru detect",
+                "frame_sampling": {"fps": config.fps},
+                "detector_settings": {
+                    "confidence": detector.confidence,
+                    "nms_threshold": detector.nms_threshold,
+                    "image_width": detector.image_width,
+                    "image_height": detector.image_height,
+                },
+                "weights_credit": MEGADETECTOR_LITE.credit,
+            },
+        },
+        "detection_categories": {ANIMAL_CATEGORY: "animal"},
+        "images": images,
+    }
+
+
+def _md_detection(detection: Sequence[float], frame_number: Optional[int]) -> dict:
+    x1, y1, x2, y2, conf = (float(v) for v in detection)
+    x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in (x1, y1, x2, y2))
+    out: dict[str, Any] = {
+        "category": ANIMAL_CATEGORY,
+        "conf": round(conf, 3),
+        "bbox": [round(x1, 4), round(y1, 4), round(x2 - x1, 4), round(y2 - y1, 4)],
+    }
+    if frame_number is not None:
+        out["frame_number"] = int(frame_number)
+    return out
+
+
+def summary_row(record: FileRecord, threshold: float) -> dict[str, Any]:
+    if record.failure:
+        return {"filepath": record.filepath, "media": record.media, "result": "failed", "failure": record.failure}
+    animal = record.animal_frames(threshold)
+    times = [f["time"] for f in animal]
+    video = record.media == "video"
+    return {
+        "filepath": record.filepath,
+        "media": record.media,
+        "result": "animal" if animal else "blank",
+        "max_confidence": round(record.max_confidence(), 4),
+        "frames_processed": len(record.frames),
+        "frames_with_animal": len(animal),
+        "first_animal_s": round(min(times), 3) if times and video else "",
+        "last_animal_s": round(max(times), 3) if times and video else "",
+        "failure": "",
+    }
+
+
+def summary_csv(records: Sequence[FileRecord], *, threshold: float) -> str:
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=SUMMARY_COLUMNS, lineterminator="\n", restval="")
+    writer.writeheader()
+    for record in records:
+        writer.writerow(summary_row(record, threshold))
+    return out.getvalue()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    finally:
+        Path(temp).unlink(missing_ok=True)
