@@ -74,6 +74,8 @@ def cmd_frames(args: argparse.Namespace) -> int:
         f"#{i} src {source} t={time:.2f}s" if source >= 0 else f"#{i} (zeros)"
         for i, (source, time) in enumerate(zip(loaded.source_indices, loaded.times))
     ]
+    if loaded.scores is not None:  # chosen by MegadetectorLite: show why
+        labels = [f"{label} det {score:.2f}" for label, score in zip(labels, loaded.scores)]
     if args.verbose:
         for label in labels:
             print(f"  {label}")
