@@ -8,7 +8,7 @@ RUNS UNDER ZAMBA'S VENV, not kifaru's: it imports zamba, torch, pandas, PIL and 
 Options: --parts selection detections loader (default: all three), --data-root (default
 ../shared/data, the repo root's sibling), --out-dir, --pool-stride (default 3, see below).
 The ffmpeg/ffprobe CLI on PATH is used both here and by zamba's own loader. On 2 CPU cores the
-detector runs at ~0.3 s a frame; everything takes ~15 minutes (selection alone: seconds).
+detector runs at ~0.3 s a frame; everything takes ~20 minutes (selection alone: seconds).
 
 All JSON floats are rounded to 5 decimals unless said otherwise. Clip paths are relative to the
 shared data root. Every file has a "meta" object: zamba, torch, numpy, pandas, PIL, cv2 versions,
@@ -23,8 +23,8 @@ seed=..., device="cpu"), then filter_frames(frames=np.arange(len(scores)), detec
     "arrays": list of score arrays (index = array id), each
         {"id": int, "kind": str (how it was made, descriptive only), "scores": [float, ...],
          "box_scores": [[float, ...], ...]}
-        scores[i] is frame i's score, float64, exact (all values have at most 4 decimals, so the JSON
-        text is the exact value used). box_scores[i] are the per-box scores zamba was given for
+        scores[i] is frame i's score, float64, exact (all values have at most 4 decimals, so the
+        JSON text is the exact value used). box_scores[i] are the per-box scores zamba was given for
         frame i: [] when scores[i] == 0 (zamba's "no detection": empty boxes and scores arrays),
         else 1-3 boxes whose max is scores[i] (the extra boxes score lower; box coordinates are
         irrelevant to filter_frames and were arbitrary). zamba reduces a frame to max(box_scores)
@@ -76,7 +76,8 @@ loader.json: zamba.data.video.load_video_frames with the detector in the loop
             "megadetector_lite_config": {"confidence": 0.25, "fill_mode": <name>, "n_frames": 16}}
             (no crop, no resize: output frames are byte-identical to decoded source frames)
         "td_defaults": the time_distributed default (crop_bottom_pixels 50, fps 4, total_frames
-            16, 240x426 model input, ensure_total_frames, score_sorted n_frames 16, 640x640, batch 24)
+            16, 240x426 model input, ensure_total_frames, score_sorted n_frames 16, 640x640,
+            batch 24)
     "clips": list of clip paths (index = clip id, same order everywhere below)
     "detector_input": {"fps4": [...per clip...], "td_defaults": [...per clip...]}: what zamba's
         ffmpeg pipeline fed to detect_video (the same for all three no-crop configs: "fps4"), each
@@ -93,9 +94,13 @@ loader.json: zamba.data.video.load_video_frames with the detector in the loop
              the detector input (order as returned; recorded by calling zamba's own filter_frames
              on np.arange(n) with the same detections, which is what it indexes the array with),
          "src_index": [int, ...]  (no-crop configs) per returned frame, the decoded source frame
-             with identical bytes, first match, -1 if none (ensure_total_frames may repeat/pad),
-         "thumbs_b64": str (td_defaults only) base64 of uint8 bytes, C order (T, 16, 16, 3):
-             each returned frame cv2.resize'd to (16, 16) with cv2.INTER_AREA,
+             with identical bytes, first match, -1 if none. All -1 exactly when
+             selected_positions == [] (weighted_prob with no frame above confidence): then
+             ensure_total_frames returns np.zeros((16, H, W, 3), dtype=int) (int64, all zeros),
+         "thumbs_zlib_b64": str (td_defaults only) base64 of zlib-compressed uint8 bytes, C order
+             (T, 16, 16, 3): np.frombuffer(zlib.decompress(base64.b64decode(s)), np.uint8)
+             .reshape(T, 16, 16, 3); each returned frame cv2.resize'd to (16, 16) (dsize is
+             (width, height)) with cv2.INTER_AREA, RGB as returned,
          "mean": [[r, g, b], ...] (td_defaults only) per returned frame, per channel mean of the
              full-size frame (5 decimals)}
     Speed-up (does not change results): load_video_frames builds a MegadetectorLiteYoloX per
@@ -115,6 +120,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zlib
 from importlib.metadata import version
 from pathlib import Path
 
@@ -612,8 +618,7 @@ def run_loader(out_dir: Path, info: dict, data_root: Path, clips, sources, det: 
                         thumbs = np.stack([cv2.resize(f, (16, 16), interpolation=cv2.INTER_AREA)
                                            for f in arr]) if len(arr) else np.zeros((0, 16, 16, 3),
                                                                                     np.uint8)
-                        entry["thumbs_b64"] = base64.b64encode(
-                            np.ascontiguousarray(thumbs, np.uint8).tobytes()).decode("ascii")
+                        entry["thumbs_zlib_b64"] = pack_thumbs(thumbs)
                         entry["mean"] = [[r(v) for v in m] for m in
                                          arr.reshape(len(arr), -1, 3).mean(axis=1)]
                     else:
@@ -626,6 +631,12 @@ def run_loader(out_dir: Path, info: dict, data_root: Path, clips, sources, det: 
         det.unpatch()
     result["meta"] = {**info, "seconds": round(time.perf_counter() - t0, 1)}
     write_json(out_dir / "loader.json", result)
+
+
+def pack_thumbs(thumbs: np.ndarray) -> str:
+    """uint8 (T, 16, 16, 3) -> base64 of zlib.compress(C-order bytes, 9)."""
+    raw = np.ascontiguousarray(thumbs, np.uint8).tobytes()
+    return base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
 
 
 def detector_input(n, detections, keys, index) -> dict:
