@@ -140,7 +140,9 @@ def _detect_config(args: argparse.Namespace) -> VideoLoaderConfig:
         detector["confidence"] = args.confidence
     if args.device is not None:
         detector["device"] = args.device
-    return VideoLoaderConfig(**{**config.model_dump(), "megadetector_lite_config": detector})
+    # Validated like a file, so a bad --confidence or --device is a usage error, not a traceback.
+    merged = {"video_loader_config": {**config.model_dump(), "megadetector_lite_config": detector}}
+    return validate_config(merged, source="command line").video_loader_config
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -149,11 +151,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from kifaru.detect import DETECTIONS_JSON, detect_files
     from kifaru.detection.megadetector_lite import load_megadetector_lite
 
+    if not 0 <= args.threshold <= 1:  # before the detector is loaded
+        raise ConfigError(f"--threshold {args.threshold}: must be between 0 and 1")
     files, root = _detect_inputs(args)
     config = _detect_config(args)
     settings = config.megadetector_lite_config
     detector = load_megadetector_lite(weights=args.weights, device=settings.device)
-    print(f"MegadetectorLite on {detector.device} ({detector.runtime}); {len(files)} files; frames at {config.fps} fps", file=sys.stderr)
+    print(f"MegadetectorLite on {detector.device} ({detector.runtime}); {len(files)} files; " + (f"frames at {config.fps:g} fps" if config.fps else "every frame"), file=sys.stderr)
     started = time.monotonic()
     failed = 0
 

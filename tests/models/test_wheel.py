@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import socket
-import zipfile
 
 import pytest
 
@@ -18,23 +15,13 @@ from kifaru.models.wheel import (
     index_url_from_environment,
     normalize_name,
 )
+from tests.models.local_index import make_wheel
+from tests.models.local_index import sha256 as sha
 
 MEMBER = "zamba/object_detection/yolox/assets/yolox_tiny_640_20220528.pth"
 WEIGHTS = b"not really a checkpoint, but bytes all the same" * 20
-WEIGHTS_SHA = hashlib.sha256(WEIGHTS).hexdigest()
+WEIGHTS_SHA = sha(WEIGHTS)
 WHEEL = "zamba-2.7.2-py3-none-any.whl"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def make_wheel(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 @pytest.fixture

@@ -5,32 +5,14 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
 
 from kifaru import FrameSelectionWarning, load_video
 from kifaru.config import VideoLoaderConfig
-from kifaru.detection.megadetector_lite import FrameDetections
 from kifaru.video.loader import NO_FRAME, FrameLoader
 from kifaru.video.selection import select_by_scores
-from tests.media import BAND_ROWS, index_frame, make_clip, read_index, read_indices
-
-
-class IndexScoringDetector:
-    """Scores each fitted frame by the index it shows; records what it was given."""
-
-    def __init__(self, scores: dict[int, float]):
-        self.scores = scores
-        self.calls: list[dict] = []
-
-    def detect_fitted(self, fitted, frame_sizes, **settings):
-        self.calls.append({"fitted": list(fitted), "sizes": list(frame_sizes), **settings})
-        found = []
-        for image in fitted:
-            score = self.scores.get(read_index(image), 0.0)
-            boxes = np.array([[0.1, 0.1, 0.5, 0.5]]) if score else np.zeros((0, 4))
-            found.append(FrameDetections(boxes, np.array([score] if score else [])))
-        return found
+from tests.detection.fakes import IndexScoringDetector
+from tests.media import BAND_ROWS, index_frame, make_clip, read_indices
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,121 @@
+"""``kifaru models list`` and ``kifaru models fetch``, against a model cache in tmp_path and a
+local package index (no network)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from kifaru.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from kifaru.models import registry
+from kifaru.models.registry import MEGADETECTOR_LITE, list_models
+from tests.models.conftest import http_server  # noqa: F401  (the local HTTP server fixture)
+from tests.models.local_index import make_wheel, publish_wheel, sha256, wheel_requests
+
+WEIGHTS_NAME = MEGADETECTOR_LITE.weights_filename
+MEMBER = MEGADETECTOR_LITE.weights_source.member
+FAKE_WEIGHTS = b"stand-in for yolox_tiny_640_20220528.pth " * 100
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(MEGADETECTOR_LITE.weights_env_var, raising=False)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens: never PyPI
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def fake_sha(monkeypatch):
+    """MegadetectorLite's registry entry with the sha256 of FAKE_WEIGHTS (the real file's cannot
+    be reproduced), wherever the CLI looks it up."""
+    entry = dataclasses.replace(MEGADETECTOR_LITE, weights_sha256=sha256(FAKE_WEIGHTS))
+    monkeypatch.setitem(registry._REGISTRY, entry.name, entry)
+    monkeypatch.setattr(registry, "MEGADETECTOR_LITE", entry)
+    return entry
+
+
+def test_list_shows_every_model_with_its_license_and_whether_it_is_here(cache, capsys):
+    assert main(["models", "list"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert f"model cache: {cache} (set MODEL_CACHE_DIR to move it)" in out
+    for entry in list_models():
+        assert f"{entry.name} [{entry.kind}]: {entry.description}" in out
+        assert f"license: {entry.license}; {entry.credit}" in out
+        assert f"weights: {entry.weights_filename}, sha256 {entry.weights_sha256[:16]}..." in out
+        assert f"offline: set {entry.weights_env_var} or pass --weights FILE" in out
+    assert "zamba==2.7.2 wheel on the package index" in out
+    assert "here:    not cached (fetched on first use)" in out
+    assert "MIT" in out and "DrivenData" in out
+
+
+def test_list_shows_the_cached_copy_or_the_environment_variable(cache, tmp_path, capsys, monkeypatch):
+    cache.mkdir()
+    (cache / WEIGHTS_NAME).write_bytes(b"whatever")  # listing does not check the file
+    assert main(["models", "list"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert f"here:    {cache / WEIGHTS_NAME} (cache)" in out and "not cached" not in out
+    monkeypatch.setenv(MEGADETECTOR_LITE.weights_env_var, str(tmp_path / "shared.pth"))
+    assert main(["models", "list"]) == EXIT_OK
+    assert f"here:    {tmp_path / 'shared.pth'} (env {MEGADETECTOR_LITE.weights_env_var})" in capsys.readouterr().out
+
+
+def test_fetch_with_a_wrong_local_file_fails_with_an_integrity_message(cache, tmp_path, capsys):
+    wrong = tmp_path / WEIGHTS_NAME
+    wrong.write_bytes(b"not the checkpoint")
+    assert main(["models", "fetch", "megadetector_lite", "--weights", str(wrong)]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"error: {wrong}: sha256 is {sha256(b'not the checkpoint')}, expected {MEGADETECTOR_LITE.weights_sha256}" in err
+    assert f"not the official {WEIGHTS_NAME}" in err
+    assert not (cache / WEIGHTS_NAME).exists()
+
+
+def test_fetch_with_a_missing_local_file(cache, tmp_path, capsys):
+    assert main(["models", "fetch", "megadetector_lite", "--weights", str(tmp_path / "zamba.whl")]) == EXIT_FAILED
+    assert "zamba.whl is not a file" in capsys.readouterr().err
+
+
+def test_fetch_an_unknown_model_lists_the_valid_names(capsys):
+    assert main(["models", "fetch", "nosuchmodel"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "unknown model 'nosuchmodel'" in err and "known models: megadetector_lite" in err
+    assert main(["models", "fetch", "megadetector_lit"]) == EXIT_USAGE
+    assert "did you mean 'megadetector_lite'" in capsys.readouterr().err
+
+
+def test_fetch_from_the_package_index(cache, http_server, fake_sha, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.setenv("PIP_INDEX_URL", publish_wheel(http_server, "zamba", "2.7.2", {MEMBER: FAKE_WEIGHTS, "zamba/__init__.py": b""}))
+    assert main(["models", "fetch", "megadetector_lite"]) == EXIT_OK
+    cached = cache / WEIGHTS_NAME
+    assert cached.read_bytes() == FAKE_WEIGHTS
+    captured = capsys.readouterr()
+    assert f"megadetector_lite: {cached} (sha256 checked)" in captured.out
+    assert "fetching megadetector_lite from" in captured.err and "zamba==2.7.2" in captured.err
+    assert wheel_requests(http_server) == ["/packages/zamba-2.7.2-py3-none-any.whl"]
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []  # no wheel or temporaries left
+    # Already here: nothing is downloaded again, unless --force.
+    assert main(["models", "fetch", "megadetector_lite"]) == EXIT_OK
+    assert len(wheel_requests(http_server)) == 1
+    assert main(["models", "fetch", "megadetector_lite", "--force"]) == EXIT_OK
+    assert len(wheel_requests(http_server)) == 2
+    # And the list now shows it.
+    capsys.readouterr()
+    assert main(["models", "list"]) == EXIT_OK
+    assert f"here:    {cached} (cache)" in capsys.readouterr().out
+
+
+def test_fetch_from_a_local_wheel(cache, tmp_path, fake_sha, capsys):
+    wheel = tmp_path / "zamba-2.7.2-py3-none-any.whl"
+    wheel.write_bytes(make_wheel({MEMBER: FAKE_WEIGHTS}))
+    assert main(["models", "fetch", "megadetector_lite", "--weights", str(wheel)]) == EXIT_OK
+    assert (cache / WEIGHTS_NAME).read_bytes() == FAKE_WEIGHTS
+    assert f"fetching megadetector_lite from {wheel}" in capsys.readouterr().err
+
+
+def test_fetch_with_the_index_unreachable_says_what_to_do(cache, capsys):
+    assert main(["models", "fetch", "megadetector_lite"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:9/simple/zamba/" in err
+    assert "pip download zamba==2.7.2 --no-deps" in err and "kifaru models fetch megadetector_lite --weights FILE" in err
+    assert not (cache / WEIGHTS_NAME).exists()

@@ -1,0 +1,491 @@
+"""``kifaru.detect``: many files through a stand-in detector, MegaDetector JSON and summary CSV,
+failures recorded without stopping, and resuming an interrupted run.
+
+Every clip shows its own range of frame indices (tests.media), so the stand-in detector's scores
+pick exact frames and what it was called with tells which files it saw.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kifaru.config import VideoLoaderConfig
+from kifaru.detect import (
+    DETECTIONS_JSON,
+    PROGRESS_FILE,
+    SUMMARY_COLUMNS,
+    SUMMARY_CSV,
+    FileRecord,
+    default_detect_config,
+    detect_files,
+    write_outputs,
+)
+from kifaru.exceptions import ConfigError
+from tests.detection.fakes import IndexScoringDetector
+from tests.detection.md_format import assert_valid_md_batch, md_batch_errors
+from tests.media import BAND_ROWS, index_frame, make_audio_only, make_clip
+
+# a.mp4 shows 0-29 (10 fps, 3 s), b.mp4 100-129 (10 fps, 3 s), sub/c.mov 200-219 (5 fps, 4 s),
+# photo.jpg 50. At 1 fps the detector sees a: 0, 10, 20; b: 100, 110, 120; c: 200, 205, 210, 215.
+SCORES = {10: 0.9, 20: 0.3, 110: 0.2, 215: 0.6, 50: 0.8}
+DURATIONS = {"a.mp4": 3.0, "b.mp4": 3.0, "c.mov": 4.0}
+RATES = {"a.mp4": 10.0, "b.mp4": 10.0, "c.mov": 5.0}
+BAD = {  # name -> words its failure reason must have
+    "empty.mp4": "empty",
+    "noise.mp4": "cannot be opened",
+    "notes.avi": "cannot be opened",
+    "x.mp4": "folder",
+    "birdsong.mp4": "no video stream",
+    "gone.mp4": "not found",
+    "broken.jpg": "not an image",
+}
+# The order files are given in: failures between good files, so the run must go on after each.
+ORDER = ["a.mp4", "empty.mp4", "noise.mp4", "b.mp4", "notes.avi", "x.mp4", "birdsong.mp4", "gone.mp4", "broken.jpg", "sub/c.mov", "photo.jpg"]
+
+
+def make_media(folder: Path) -> list[Path]:
+    """The files of ORDER under ``folder`` (gone.mp4 is listed but never made)."""
+    make_clip(folder / "a.mp4")
+    make_clip(folder / "b.mp4", frames=[index_frame(100 + i) for i in range(30)])
+    make_clip(folder / "sub" / "c.mov", fps=5, frames=[index_frame(200 + i) for i in range(20)])
+    Image.fromarray(index_frame(50)).save(folder / "photo.jpg", quality=95)
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "noise.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    (folder / "notes.avi").write_text("field notes, not a video\n" * 50)
+    (folder / "x.mp4").mkdir()
+    make_audio_only(folder / "birdsong.mp4")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"not a picture" * 50)
+    return [folder / name for name in ORDER]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> list[Path]:
+    """Read-only inputs shared by the tests that do not change them."""
+    return make_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(scope="module")
+def done(media, tmp_path_factory):
+    """One run over ``media`` with the defaults, shared by the tests that only read its results."""
+    out = tmp_path_factory.mktemp("out")
+    seen = []
+    report, detector = run(media, out, progress=lambda record, n, total: seen.append((Path(record.filepath).name, n, total)))
+    return SimpleNamespace(report=report, detector=detector, out=out, progress=seen)
+
+
+@pytest.fixture
+def fresh_media(media, tmp_path) -> list[Path]:
+    """Inputs of this test only (for tests that change them): a copy of ``media``."""
+    shutil.copytree(media[0].parent, tmp_path / "media")
+    return [tmp_path / "media" / name for name in ORDER]
+
+
+def run(files, out, *, detector=None, **kwargs):
+    detector = detector if detector is not None else IndexScoringDetector(SCORES)
+    kwargs.setdefault("relative_to", files[0].parent)
+    return detect_files(files, out, detector=detector, **kwargs), detector
+
+
+def read_json(out: Path) -> dict:
+    return json.loads((out / DETECTIONS_JSON).read_text(encoding="utf-8"))
+
+
+def read_csv(out: Path) -> list[dict]:
+    with open(out / SUMMARY_CSV, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def by_name(rows, key="filepath"):
+    return {Path(row[key]).name: row for row in rows}
+
+
+def files_seen(detector: IndexScoringDetector) -> list[str]:
+    """Which good file each detector call was for (from the indices its frames show)."""
+    names = {0: "a.mp4", 1: "b.mp4", 2: "c.mov"}
+    seen = []
+    for indices in detector.indices_seen():
+        seen.append("photo.jpg" if indices == [50] else names[indices[0] // 100])
+    return seen
+
+
+def comparable(out: Path) -> tuple[dict, str]:
+    data = read_json(out)
+    del data["info"]["detection_completion_time"]
+    return data, (out / SUMMARY_CSV).read_text(encoding="utf-8")
+
+
+# -- every file gets one record ------------------------------------------------------------------
+
+
+def test_every_input_gets_exactly_one_record_and_failures_do_not_stop_the_run(media, done):
+    report, detector, out = done.report, done.detector, done.out
+    assert [r.filepath for r in report.records] == [str(p) for p in media]
+    assert files_seen(detector) == ["a.mp4", "b.mp4", "c.mov", "photo.jpg"]
+    for record in report.records:
+        name = Path(record.filepath).name
+        if name in BAD:
+            assert record.failure, name
+            assert str(media[ORDER.index(name)]) in record.failure  # names the file ...
+            assert BAD[name] in record.failure  # ... and says why
+            assert record.frames == [] and record.frame_rate is None
+        else:
+            assert record.failure is None, record.failure
+    assert {Path(r.filepath).name for r in report.failed} == set(BAD)
+    assert report.skipped == 0
+    assert report.outputs == {"detections": out / DETECTIONS_JSON, "summary": out / SUMMARY_CSV}
+    assert len(read_json(out)["images"]) == len(read_csv(out)) == len(media)
+
+
+def test_media_kinds_frame_rates_and_sampled_frames(done):
+    records = {Path(r.filepath).name: r for r in done.report.records}
+    assert records["photo.jpg"].media == "image" and records["photo.jpg"].frame_rate is None
+    assert [f["frame_number"] for f in records["photo.jpg"].frames] == [0]
+    assert all(records[name].media == "video" for name in BAD if name != "broken.jpg")
+    assert records["broken.jpg"].media == "image"  # a failed image is still an image
+    assert [f["frame_number"] for f in records["a.mp4"].frames] == [0, 10, 20]
+    assert [f["time"] for f in records["a.mp4"].frames] == [0.0, 1.0, 2.0]
+    assert [f["frame_number"] for f in records["c.mov"].frames] == [0, 5, 10, 15]
+    assert records["a.mp4"].frame_rate == pytest.approx(10.0) and records["c.mov"].frame_rate == pytest.approx(5.0)
+    # A detection: the stand-in's box and the frame's score.
+    assert records["a.mp4"].frames[1]["detections"] == [[0.1, 0.1, 0.5, 0.5, 0.9]]
+    assert records["a.mp4"].frames[0]["detections"] == []
+
+
+@pytest.mark.parametrize("fps", [0.5, 1.0, 2.0])
+def test_frames_processed_are_the_frames_sampled_at_the_configured_fps(media, tmp_path, fps):
+    videos = [media[ORDER.index(name)] for name in ("a.mp4", "b.mp4", "sub/c.mov", "photo.jpg")]
+    report, detector = run(videos, tmp_path / "out", video_loader_config=default_detect_config(fps=fps))
+    rows = by_name(read_csv(tmp_path / "out"))
+    entries = {Path(e["file"]).name: e for e in read_json(tmp_path / "out")["images"]}
+    for name, duration in DURATIONS.items():
+        expected = math.ceil(duration * fps)
+        record = next(r for r in report.records if r.filepath.endswith(name))
+        assert len(record.frames) == expected, name
+        assert int(rows[name]["frames_processed"]) == expected
+        assert entries[name]["frames_processed"] == [f["frame_number"] for f in record.frames]
+        # The k-th sampled frame is the one showing at k / fps seconds.
+        for k, frame in enumerate(record.frames):
+            assert frame["time"] == pytest.approx(k / fps, abs=1 / RATES[name])
+            assert frame["frame_number"] == pytest.approx(k / fps * RATES[name], abs=1)
+    assert report.records[-1].frames[0]["frame_number"] == 0  # a still image is one frame at any fps
+    assert read_json(tmp_path / "out")["info"]["custom_metadata"]["frame_sampling"]["fps"] == fps
+
+
+# -- summary CSV -----------------------------------------------------------------------------------
+
+
+def test_summary_csv_columns_and_values(media, done):
+    text = (done.out / SUMMARY_CSV).read_text(encoding="utf-8")
+    assert text.splitlines()[0].split(",") == list(SUMMARY_COLUMNS)
+    rows = read_csv(done.out)
+    assert [row["filepath"] for row in rows] == [str(p) for p in media]
+    rows = by_name(rows)
+    assert rows["a.mp4"] == {
+        "filepath": str(media[0]),
+        "media": "video",
+        "result": "animal",
+        "max_confidence": "0.9",
+        "frames_processed": "3",
+        "frames_with_animal": "2",  # 10 (0.9) and 20 (0.3)
+        "first_animal_s": "1.0",
+        "last_animal_s": "2.0",
+        "failure": "",
+    }
+    b = rows["b.mp4"]  # 110 scores 0.2: below the threshold
+    assert (b["result"], b["max_confidence"], b["frames_with_animal"], b["first_animal_s"], b["last_animal_s"]) == ("blank", "0.2", "0", "", "")
+    c = rows["c.mov"]  # 215 is the 4th frame sampled at 1 fps: 3 s
+    assert (c["result"], c["frames_processed"], c["frames_with_animal"], c["first_animal_s"], c["last_animal_s"]) == ("animal", "4", "1", "3.0", "3.0")
+    photo = rows["photo.jpg"]  # images have no times
+    assert (photo["media"], photo["result"], photo["max_confidence"], photo["frames_processed"], photo["first_animal_s"]) == ("image", "animal", "0.8", "1", "")
+    for name in BAD:
+        row = rows[name]
+        assert row["result"] == "failed" and BAD[name] in row["failure"]
+        assert all(row[column] == "" for column in ("max_confidence", "frames_processed", "frames_with_animal", "first_animal_s", "last_animal_s"))
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [
+        (0.2, {"a.mp4": ("animal", "2", "1.0", "2.0"), "b.mp4": ("animal", "1", "1.0", "1.0"), "c.mov": ("animal", "1", "3.0", "3.0"), "photo.jpg": ("animal", "1", "", "")}),
+        (0.5, {"a.mp4": ("animal", "1", "1.0", "1.0"), "b.mp4": ("blank", "0", "", ""), "c.mov": ("animal", "1", "3.0", "3.0"), "photo.jpg": ("animal", "1", "", "")}),
+        (0.9, {"a.mp4": ("animal", "1", "1.0", "1.0"), "b.mp4": ("blank", "0", "", ""), "c.mov": ("blank", "0", "", ""), "photo.jpg": ("blank", "0", "", "")}),
+        (0.95, {"a.mp4": ("blank", "0", "", ""), "b.mp4": ("blank", "0", "", ""), "c.mov": ("blank", "0", "", ""), "photo.jpg": ("blank", "0", "", "")}),
+    ],
+)
+def test_animal_or_blank_at_the_threshold(done, tmp_path, threshold, expected):
+    # A box at exactly the threshold counts (0.2 and 0.9 are stand-in scores). The outputs are
+    # written again from the records, as a rerun with another threshold does.
+    (tmp_path / "out").mkdir()
+    write_outputs(done.report.records, tmp_path / "out", threshold=threshold, relative_to=None, config=default_detect_config())
+    rows = by_name(read_csv(tmp_path / "out"))
+    got = {name: (rows[name]["result"], rows[name]["frames_with_animal"], rows[name]["first_animal_s"], rows[name]["last_animal_s"]) for name in expected}
+    assert got == expected
+    assert read_json(tmp_path / "out")["info"]["detector_metadata"]["typical_detection_threshold"] == threshold
+
+
+def test_a_bad_threshold_or_config_is_refused_before_any_work(media, tmp_path):
+    detector = IndexScoringDetector(SCORES)
+    with pytest.raises(ConfigError, match="threshold 1.5"):
+        detect_files(media, tmp_path / "out", threshold=1.5, detector=detector)
+    with pytest.raises(ConfigError, match="megadetector_lite_config"):
+        detect_files(media, tmp_path / "out", video_loader_config=VideoLoaderConfig(fps=1), detector=detector)
+    assert detector.calls == []
+
+
+# -- MegaDetector JSON ---------------------------------------------------------------------------
+
+
+def test_json_passes_the_megadetector_validator_checks(media, done):
+    data = read_json(done.out)
+    assert_valid_md_batch(data)
+    assert data["info"]["format_version"] == "1.6"
+    assert set(data) == {"info", "detection_categories", "images"}
+    assert data["detection_categories"] == {"1": "animal", "2": "person", "3": "vehicle"}  # MegaDetector's map
+    assert data["info"]["detector_metadata"]["conservative_detection_threshold"] == 0.25
+    assert len(data["images"]) == len(media)
+
+
+def test_json_entries_for_videos_images_and_failures(media, done, tmp_path):
+    entries = {e["file"]: e for e in read_json(done.out)["images"]}
+    # Paths relative to relative_to, forward slashes, in the order given.
+    assert list(entries) == ORDER
+    a = entries["a.mp4"]
+    assert a["frame_rate"] == 10.0 and a["frames_processed"] == [0, 10, 20]
+    assert a["detections"] == [
+        {"category": "1", "conf": 0.9, "bbox": [0.1, 0.1, 0.4, 0.4], "frame_number": 10},
+        {"category": "1", "conf": 0.3, "bbox": [0.1, 0.1, 0.4, 0.4], "frame_number": 20},
+    ]
+    assert entries["sub/c.mov"]["frames_processed"] == [0, 5, 10, 15]
+    assert [d["frame_number"] for d in entries["sub/c.mov"]["detections"]] == [15]
+    assert entries["photo.jpg"] == {"file": "photo.jpg", "detections": [{"category": "1", "conf": 0.8, "bbox": [0.1, 0.1, 0.4, 0.4]}]}
+    for name, words in BAD.items():
+        entry = entries[name]
+        assert words in entry["failure"] and name in entry["failure"] and entry["detections"] is None
+        if name.endswith(".jpg"):  # images never carry the video fields, failed or not
+            assert set(entry) == {"file", "failure", "detections"}
+        else:
+            assert entry["frame_rate"] == -1.0 and entry["frames_processed"] == []
+            assert set(entry) == {"file", "frame_rate", "frames_processed", "failure", "detections"}
+    # A video where nothing was found has an empty list, not a missing field.
+    blank = run([media[0]], tmp_path / "blank", detector=IndexScoringDetector({}))[0]
+    assert read_json(tmp_path / "blank")["images"] == [{"file": "a.mp4", "frame_rate": 10.0, "frames_processed": [0, 10, 20], "detections": []}]
+    assert blank.records[0].failure is None
+
+
+def test_json_paths_without_relative_to_or_outside_it(media, tmp_path):
+    run(media[:1] + media[-1:], tmp_path / "out", relative_to=None)
+    assert [e["file"] for e in read_json(tmp_path / "out")["images"]] == [media[0].as_posix(), media[-1].as_posix()]
+    # A file outside relative_to keeps the path it was given.
+    run([media[0], media[-2]], tmp_path / "out2", relative_to=media[-2].parent)
+    assert [e["file"] for e in read_json(tmp_path / "out2")["images"]] == [media[0].as_posix(), "c.mov"]
+
+
+def test_json_relative_to_a_relative_folder(media, tmp_path, monkeypatch):
+    monkeypatch.chdir(media[0].parent)
+    run([Path("a.mp4"), Path("sub") / "c.mov"], tmp_path / "out", relative_to=Path("."))
+    assert [e["file"] for e in read_json(tmp_path / "out")["images"]] == ["a.mp4", "sub/c.mov"]
+
+
+def test_scores_are_rounded_and_boxes_clipped_to_the_frame(media, tmp_path):
+    detector = IndexScoringDetector({10: 0.123456789}, box=(-0.05, 0.2, 1.3, 0.612345678))
+    run(media[:1], tmp_path / "out", detector=detector)
+    data = read_json(tmp_path / "out")
+    assert_valid_md_batch(data)
+    (detection,) = data["images"][0]["detections"]
+    assert detection["conf"] == 0.123
+    assert detection["bbox"] == [0.0, 0.2, 1.0, 0.4123]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "problem"),
+    [
+        (lambda d: d["images"][0]["detections"][0].update(conf=1), "not a float"),
+        (lambda d: d["images"][0].pop("frames_processed"), "frames_processed"),
+        (lambda d: d["images"][2].pop("frame_rate"), "frame_rate"),
+        (lambda d: d["images"][0]["detections"][0].pop("frame_number"), "frame_number"),
+        (lambda d: d["images"][0].update(frame_rate=-1.0), "negative frame_rate"),
+        (lambda d: d["images"][2].update(detections=[]), "non-null detections"),
+        (lambda d: d["info"].update(format_version=1.6), "must be a str"),
+        (lambda d: d["images"][0]["detections"][0].update(category="7"), "not in detection_categories"),
+        (lambda d: d["images"][0]["detections"][0].update(frame_number=3), "not in frames_processed"),
+        (lambda d: d["images"][0]["detections"][0].update(bbox=[0.5, 0.5, 0.9, 0.9]), "past the frame"),
+        (lambda d: d["images"][0].update(frames_processed=[10, 0, 20]), "sorted"),
+        (lambda d: d["images"][1].update(frame_rate=10.0), "video fields"),
+        (lambda d: d.update(extra=1), "non-standard"),
+    ],
+)
+def test_the_local_validator_catches_what_the_real_one_does(mutate, problem):
+    """The checks above are only worth something if the validator can fail."""
+    valid = {
+        "info": {
+            "format_version": "1.6",
+            "detector": "x.pth",
+            "detection_completion_time": "2024-01-02 03:04:05",
+            "detector_metadata": {"megadetector_version": "v", "typical_detection_threshold": 0.2, "conservative_detection_threshold": 0.05},
+        },
+        "detection_categories": {"1": "animal"},
+        "images": [
+            {"file": "a/v.mp4", "frame_rate": 30.0, "frames_processed": [0, 10, 20], "detections": [{"category": "1", "conf": 0.5, "bbox": [0.1, 0.2, 0.3, 0.4], "frame_number": 10}]},
+            {"file": "a/i.jpg", "detections": []},
+            {"file": "a/bad.avi", "frame_rate": -1.0, "frames_processed": [], "failure": "no", "detections": None},
+        ],
+    }
+    assert md_batch_errors(valid) == []
+    broken = copy.deepcopy(valid)
+    mutate(broken)
+    errors = md_batch_errors(broken)
+    assert any(problem in error for error in errors), errors
+
+
+# -- bottom crop ---------------------------------------------------------------------------------
+
+
+def test_boxes_with_crop_bottom_pixels_are_relative_to_the_full_frame(media, tmp_path):
+    """A box over all the detector saw ends where the crop starts: (64 - 8) / 64 of the height."""
+    config = VideoLoaderConfig(fps=1, ensure_total_frames=False, crop_bottom_pixels=BAND_ROWS, megadetector_lite_config={})
+    detector = IndexScoringDetector({10: 0.9, 50: 0.7}, box=(0.0, 0.0, 1.0, 1.0))
+    report, _ = run([media[0], media[-1]], tmp_path / "out", video_loader_config=config, detector=detector)
+    assert {size for call in detector.calls for size in call["sizes"]} == {(64 - BAND_ROWS, 96)}
+    kept = (64 - BAND_ROWS) / 64
+    video, photo = report.records
+    assert video.frames[1]["detections"][0][:4] == pytest.approx([0.0, 0.0, 1.0, kept])
+    assert photo.frames[0]["detections"][0][:4] == pytest.approx([0.0, 0.0, 1.0, kept])
+    entries = read_json(tmp_path / "out")["images"]
+    assert_valid_md_batch(read_json(tmp_path / "out"))
+    for entry in entries:
+        x, y, w, h = entry["detections"][0]["bbox"]
+        assert (x, y, w) == (0.0, 0.0, 1.0) and y + h == pytest.approx(kept, abs=1e-4)
+
+
+# -- progress callback ---------------------------------------------------------------------------
+
+
+def test_progress_is_reported_once_per_file(media, done):
+    assert done.progress == [(Path(name).name, k + 1, len(media)) for k, name in enumerate(ORDER)]
+
+
+# -- resuming ------------------------------------------------------------------------------------
+
+
+def interrupted_run(files, out, at_call):
+    with pytest.raises(KeyboardInterrupt):
+        run(files, out, detector=IndexScoringDetector(SCORES, interrupt_at_call=at_call))
+    assert not (out / DETECTIONS_JSON).exists() and not (out / SUMMARY_CSV).exists()
+
+
+def progress_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / PROGRESS_FILE).read_text(encoding="utf-8").splitlines()]
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(fresh_media, tmp_path):
+    out = tmp_path / "out"
+    # Calls: a (1), b (2), c (3: Ctrl-C). a, b and the failures before c are done.
+    interrupted_run(fresh_media, out, at_call=3)
+    done = [item["filepath"] for item in progress_lines(out)[1:]]
+    assert done == [str(p) for p in fresh_media[: ORDER.index("sub/c.mov")]]
+
+    report, detector = run(fresh_media, out)
+    assert files_seen(detector) == ["c.mov", "photo.jpg"]  # only what was not done
+    assert report.skipped == len(done) == ORDER.index("sub/c.mov")
+    assert [r.filepath for r in report.records] == [str(p) for p in fresh_media]
+
+    uninterrupted, _ = run(fresh_media, tmp_path / "other")
+    assert [r.__dict__ for r in report.records] == [r.__dict__ for r in uninterrupted.records]
+    assert comparable(out) == comparable(tmp_path / "other")
+
+    # A third run has nothing left to do and writes the same outputs.
+    again, detector = run(fresh_media, out)
+    assert detector.calls == [] and again.skipped == len(fresh_media)
+    assert comparable(out) == comparable(tmp_path / "other")
+
+
+def test_a_torn_last_line_in_the_progress_file_is_tolerated(fresh_media, tmp_path):
+    out = tmp_path / "out"
+    interrupted_run(fresh_media, out, at_call=2)  # a done; Ctrl-C on b
+    with open(out / PROGRESS_FILE, "a", encoding="utf-8") as handle:
+        handle.write('{"filepath": "' + str(fresh_media[3])[:10])  # the crash cut this line short
+    report, detector = run(fresh_media, out)
+    assert files_seen(detector) == ["b.mp4", "c.mov", "photo.jpg"]
+    assert report.skipped == 3  # a, empty, noise
+    # The records written after the torn line are readable: nothing is done twice on a rerun.
+    again, detector = run(fresh_media, out)
+    assert detector.calls == [] and again.skipped == len(fresh_media)
+    uninterrupted, _ = run(fresh_media, tmp_path / "other")
+    assert comparable(out) == comparable(tmp_path / "other")
+
+
+def test_a_damaged_progress_header_starts_over(fresh_media, tmp_path):
+    out = tmp_path / "out"
+    run(fresh_media, out)
+    (out / PROGRESS_FILE).write_text('{"kifaru_detect_prog')
+    report, detector = run(fresh_media, out)
+    assert report.skipped == 0 and len(detector.calls) == 4
+    assert json.loads((out / PROGRESS_FILE).read_text().splitlines()[0])["kifaru_detect_progress"] == 1
+
+
+def test_other_settings_start_over(fresh_media, tmp_path):
+    out = tmp_path / "out"
+    run(fresh_media, out)
+    report, detector = run(fresh_media, out, video_loader_config=default_detect_config(fps=2))
+    assert report.skipped == 0 and files_seen(detector) == ["a.mp4", "b.mp4", "c.mov", "photo.jpg"]
+    assert len(report.records[0].frames) == 6
+    # Only the new settings' results remain in the progress file.
+    lines = progress_lines(out)
+    assert lines[0]["video_loader_config"]["fps"] == 2 and len(lines) == 1 + len(fresh_media)
+    # Detector settings count too.
+    report, detector = run(fresh_media, out, video_loader_config=default_detect_config(fps=2, confidence=0.5))
+    assert report.skipped == 0 and len(detector.calls) == 4
+
+
+def test_the_threshold_and_relative_to_are_applied_again_without_detecting_again(fresh_media, tmp_path):
+    out = tmp_path / "out"
+    run(fresh_media, out, threshold=0.25)
+    assert by_name(read_csv(out))["b.mp4"]["result"] == "blank"
+    report, detector = run(fresh_media, out, threshold=0.1, relative_to=fresh_media[0].parent.parent)
+    assert detector.calls == [] and report.skipped == len(fresh_media)
+    assert by_name(read_csv(out))["b.mp4"]["result"] == "animal"
+    assert read_json(out)["images"][0]["file"] == "media/a.mp4"
+
+
+def test_a_changed_file_is_done_again(fresh_media, tmp_path):
+    out = tmp_path / "out"
+    run(fresh_media, out)
+    b = fresh_media[ORDER.index("b.mp4")]
+    make_clip(b, frames=[index_frame(100 + i) for i in range(20)])  # now 2 s: a new size
+    os.utime(b, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns + 10**9))
+    report, detector = run(fresh_media, out)
+    assert files_seen(detector) == ["b.mp4"] and report.skipped == len(fresh_media) - 1
+    assert len(report.records[ORDER.index("b.mp4")].frames) == 2
+    # Same size, new modification time: done again too.
+    os.utime(b, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns + 10**9))
+    report, detector = run(fresh_media, out)
+    assert files_seen(detector) == ["b.mp4"]
+    # A file that failed before and is fine now is done again.
+    make_clip(fresh_media[ORDER.index("empty.mp4")], frames=[index_frame(150 + i) for i in range(10)])
+    report, detector = run(fresh_media, out)
+    assert len(detector.calls) == 1 and report.records[ORDER.index("empty.mp4")].failure is None
+
+
+def test_overwrite_does_everything_again(fresh_media, tmp_path):
+    out = tmp_path / "out"
+    run(fresh_media, out)
+    report, detector = run(fresh_media, out, overwrite=True)
+    assert report.skipped == 0 and files_seen(detector) == ["a.mp4", "b.mp4", "c.mov", "photo.jpg"]
+    assert len(progress_lines(out)) == 1 + len(fresh_media)  # the old records are gone
+
+
+def test_records_survive_the_progress_file_round_trip(done):
+    stored = [FileRecord(**item) for item in progress_lines(done.out)[1:]]
+    assert [r.__dict__ for r in stored] == [r.__dict__ for r in done.report.records]
+    assert all(r.fingerprint is not None for r in stored if not r.filepath.endswith("gone.mp4"))
