@@ -242,7 +242,8 @@ def test_a_zamba_config_is_honoured(data_dir, tmp_path, loaded):
     config.write_text(ZAMBA_YAML.format(crop=BAND_ROWS))
     assert detect("--data-dir", data_dir, "--output-dir", tmp_path / "out", "--config", config, "-q") == EXIT_OK
     calls = loaded.detector.calls
-    assert [len(call["fitted"]) for call in calls] == [6, 1, 6]  # fps 2, not padded to total_frames
+    # fps 2, not padded to total_frames: 6 + 1 + 6 frames, sent in batches of frame_batch_size
+    assert [len(call["fitted"]) for call in calls] == [4, 2, 1, 4, 2]
     assert {(c["confidence"], c["image_width"], c["image_height"], c["batch_size"]) for c in calls} == {(0.3, 320, 320, 4)}
     assert {size for call in calls for size in call["sizes"]} == {(64 - BAND_ROWS, 96)}
     assert {call["fitted"][0].shape for call in calls} == {(187, 320, 3)}  # 96 x 56 fitted into 320 x 320

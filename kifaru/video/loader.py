@@ -10,6 +10,7 @@ for the model; the detector scores them in batches and ``select_by_scores`` pick
 from __future__ import annotations
 
 import atexit
+from concurrent.futures import Future, ThreadPoolExecutor
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,10 +68,14 @@ class FrameLoader:
     def __init__(self, config: Optional[VideoLoaderConfig] = None, detector: Any = None) -> None:
         self.config = config or VideoLoaderConfig()
         self._detector = detector
+        self._detection_thread: Optional[ThreadPoolExecutor] = None
         cache_dir = resolve_cache_dir(self.config)
         self.cache = FrameCache(cache_dir, self.config) if cache_dir is not None else None
 
     def close(self) -> None:
+        if self._detection_thread is not None:
+            self._detection_thread.shutdown()
+            self._detection_thread = None
         if self.cache is not None and self.config.cleanup_cache:
             self.cache.clear()
 
@@ -175,15 +180,8 @@ class FrameLoader:
         finally:
             source.close()
         frames = sorted(set(plan))
-        detections = self.detector.detect_fitted(
-            [prepared.fitted[i] for i in frames],
-            [prepared.sizes[i] for i in frames],
-            image_height=settings.image_height,
-            image_width=settings.image_width,
-            confidence=settings.confidence,
-            nms_threshold=settings.nms_threshold,
-            batch_size=settings.frame_batch_size,
-        )
+        found = self._detections(prepared)
+        detections = [found[i] for i in frames]
         if prepared.kept_rows != 1.0:
             scale = np.array([1.0, prepared.kept_rows, 1.0, prepared.kept_rows])
             detections = [type(found)(found.boxes * scale, found.scores) for found in detections]
@@ -204,18 +202,8 @@ class FrameLoader:
     def _select_by_detector(self, plan: list[int], prepared: "_Prepared") -> tuple[list[int], list[float], Optional[str]]:
         """zamba's MegadetectorLite step: score every candidate frame, keep the chosen ones."""
         settings = self.config.megadetector_lite_config
-        unique = sorted(set(plan))  # upsampling repeats frames: score each once
-        detections = self.detector.detect_fitted(
-            [prepared.fitted[i] for i in unique],
-            [prepared.sizes[i] for i in unique],
-            image_height=settings.image_height,
-            image_width=settings.image_width,
-            confidence=settings.confidence,
-            nms_threshold=settings.nms_threshold,
-            batch_size=settings.frame_batch_size,
-        )
-        score_of = {index: found.score for index, found in zip(unique, detections)}
-        scores = [score_of[i] for i in plan]
+        found = self._detections(prepared)  # upsampling repeats frames: each was scored once
+        scores = [found[i].score for i in plan]
         chosen, note = select_by_scores(
             scores,
             confidence=settings.confidence,
@@ -301,8 +289,35 @@ class FrameLoader:
         if detector is not None:
             from kifaru.detection.megadetector_lite import fit_to_input
 
-            prepared.fitted[frame.index] = fit_to_input(rgb, detector.image_height, detector.image_width)
-            prepared.sizes[frame.index] = rgb.shape[:2]
+            prepared.pending[frame.index] = (fit_to_input(rgb, detector.image_height, detector.image_width), rgb.shape[:2])
+            if len(prepared.pending) >= detector.frame_batch_size:
+                self._submit_pending(prepared)
+
+    def _submit_pending(self, prepared: "_Prepared") -> None:
+        """Score the frames waiting for the detector on a worker thread, while decoding goes on."""
+        if not prepared.pending:
+            return
+        settings = self.config.megadetector_lite_config
+        indices = list(prepared.pending)
+        images, sizes = zip(*(prepared.pending.pop(i) for i in indices))
+        if self._detection_thread is None:
+            self._detection_thread = ThreadPoolExecutor(1, thread_name_prefix="kifaru-detect")
+        future = self._detection_thread.submit(
+            self.detector.detect_fitted,
+            list(images),
+            list(sizes),
+            image_height=settings.image_height,
+            image_width=settings.image_width,
+            confidence=settings.confidence,
+            nms_threshold=settings.nms_threshold,
+            batch_size=settings.frame_batch_size,
+        )
+        prepared.detecting.append((indices, future))
+
+    def _detections(self, prepared: "_Prepared") -> dict[int, Any]:
+        """Every decoded frame's detections, by source index."""
+        self._submit_pending(prepared)
+        return {i: found for indices, future in prepared.detecting for i, found in zip(indices, future.result())}
 
     def _decode_into(self, source: VideoSource, indices: list[int], prepared: "_Prepared") -> None:
         if not indices:
@@ -363,8 +378,9 @@ class _Prepared:
 
     frames: dict[int, np.ndarray] = field(default_factory=dict)
     damaged: set[int] = field(default_factory=set)
-    fitted: dict[int, np.ndarray] = field(default_factory=dict)  # fitted to the detector's input
-    sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # (height, width) before fitting
+    # Frames waiting for the detector: index -> (fitted to its input, (height, width) before fitting)
+    pending: dict[int, tuple[np.ndarray, tuple[int, int]]] = field(default_factory=dict)
+    detecting: list[tuple[list[int], Future]] = field(default_factory=list)  # scored on a worker thread
     keep_pixels: bool = True  # False: only the detector's copies are wanted
     kept_rows: float = 1.0  # share of the frame's height left after crop_bottom_pixels
 
