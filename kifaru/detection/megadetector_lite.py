@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 from concurrent.futures import ThreadPoolExecutor
 import logging
 import os
@@ -152,7 +153,8 @@ class MegadetectorLite:
         self._session = None
         self.runtime = "torch"
         # ONNX Runtime sessions run single-threaded calls concurrently, one per core.
-        self._pool = ThreadPoolExecutor(_usable_cores(), thread_name_prefix="megadetector-lite")
+        self._cores = _usable_cores()
+        self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="megadetector-lite")
         if device == "cpu" and runtime in ("auto", "onnxruntime"):
             self._session = _onnx_session(self._model, self.weights, required=runtime == "onnxruntime")
             if self._session is not None:
@@ -202,8 +204,13 @@ class MegadetectorLite:
                 for out, size in zip(raw, frame_sizes[start:stop])
             ]
 
-        # On a GPU, frame_batch_size frames per call; on the CPU, small chunks on every core.
-        step = batch_size if self.device != "cpu" else min(batch_size, CPU_BATCH)
+        # On a GPU, frame_batch_size frames per call. On the CPU, chunks of at most CPU_BATCH, as
+        # many as keep every core busy to the end (12 frames on 2 cores: 4 chunks of 3, not 4+4+4).
+        step = batch_size
+        if self.device == "cpu":
+            cores = self._cores
+            chunks = cores * math.ceil(len(images) / (cores * CPU_BATCH)) or 1
+            step = min(batch_size, max(1, math.ceil(len(images) / chunks)))
         starts = range(0, len(images), step)
         if self._session is None:
             chunks = [run(start, start + step) for start in starts]  # PyTorch parallelises inside
