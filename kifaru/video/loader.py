@@ -131,9 +131,9 @@ class FrameLoader:
             prepared, plan = self._select_and_decode(source, notes)
         finally:
             source.close()
-        scores, selection_note = None, None
+        score_of, selection_note = None, None
         if config.megadetector_lite_config is not None and not isinstance(source, ImageSource):
-            plan, scores, selection_note = self._select_by_detector(plan, prepared)
+            plan, score_of, selection_note = self._select_by_detector(plan, prepared)
         damaged = sorted(prepared.damaged.intersection(plan))
         if damaged:
             notes.append(
@@ -145,8 +145,6 @@ class FrameLoader:
         if isinstance(source, ImageSource):
             plan = [0] * (wanted_total_frames(config) or 1)
         elif total is not None:
-            if scores is not None:
-                scores = [scores[min(k, len(scores) - 1)] for k in range(total)] if scores else None
             plan = ensure_frame_count(plan, total)
         if plan:
             frames = np.stack([prepared.frames[i] for i in plan])
@@ -154,7 +152,7 @@ class FrameLoader:
         else:
             frames = self._no_frames(info, total, notes, path)
             plan, times = [NO_FRAME] * len(frames), [float("nan")] * len(frames)
-            scores = None if scores is None else [float("nan")] * len(frames)
+        scores = None if score_of is None else [score_of.get(i, float("nan")) for i in plan]
         for note in notes:
             warnings.warn(PartialDecodeWarning(note), stacklevel=3)
         if selection_note:
@@ -199,20 +197,22 @@ class FrameLoader:
             warnings=notes,
         )
 
-    def _select_by_detector(self, plan: list[int], prepared: "_Prepared") -> tuple[list[int], list[float], Optional[str]]:
+    def _select_by_detector(
+        self, plan: list[int], prepared: "_Prepared"
+    ) -> tuple[list[int], dict[int, float], Optional[str]]:
         """zamba's MegadetectorLite step: score every candidate frame, keep the chosen ones."""
         settings = self.config.megadetector_lite_config
         found = self._detections(prepared)  # upsampling repeats frames: each was scored once
-        scores = [found[i].score for i in plan]
+        score_of = {i: found[i].score for i in plan}
         chosen, note = select_by_scores(
-            scores,
+            [score_of[i] for i in plan],
             confidence=settings.confidence,
             n_frames=settings.n_frames,
             fill_mode=settings.fill_mode,
             sort_by_time=settings.sort_by_time,
             seed=settings.seed,
         )
-        return [plan[k] for k in chosen], [scores[k] for k in chosen], note
+        return [plan[k] for k in chosen], score_of, note
 
     def _select_and_decode(
         self, source: VideoSource, notes: list[str], keep_pixels: bool = True
