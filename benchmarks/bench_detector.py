@@ -49,27 +49,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import zamba_configs  # this folder's shared configs (the script's folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 CLIPS = ("trailcam_720p_h264.mp4", "trailcam_1080p_h264.mp4", "trailcam_720p_mjpeg.avi")
 DETECT_CLIPS = ("trailcam_1080p_h264.mp4", "trailcam_720p_h264.mp4")
 DETECTOR_SETTINGS = dict(image_height=640, image_width=640, confidence=0.25, nms_threshold=0.45, batch_size=24)
-TIME_DISTRIBUTED = {
-    "crop_bottom_pixels": 50,
-    "fps": 4,
-    "total_frames": 16,
-    "model_input_height": 240,
-    "model_input_width": 426,
-    "ensure_total_frames": True,
-    "megadetector_lite_config": {
-        "confidence": 0.25,
-        "fill_mode": "score_sorted",
-        "n_frames": 16,
-        "image_width": 640,
-        "image_height": 640,
-        "frame_batch_size": 24,
-    },
-}
+TIME_DISTRIBUTED = zamba_configs.TIME_DISTRIBUTED
 SCORE_TOLERANCE = 0.02
 TARGET_DETECT, TARGET_LOAD = 2.0, 3.0
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import zamba_configs  # this folder's shared configs (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -51,14 +52,7 @@ CONFIGS = {
     "evenly": {"total_frames": 16, "evenly_sample_total_frames": True},
     "early_bias": {"early_bias": True},
     "frame_indices": {"frame_indices": [0, 2, 5, 9]},
-    "td_defaults_no_detector": {
-        "crop_bottom_pixels": 50,
-        "fps": 4,
-        "total_frames": 16,
-        "model_input_height": 240,
-        "model_input_width": 426,
-        "ensure_total_frames": True,
-    },
+    "td_defaults_no_detector": zamba_configs.TIME_DISTRIBUTED_NO_DETECTOR,
 }
 
 

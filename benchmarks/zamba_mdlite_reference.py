@@ -128,6 +128,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import zamba_configs  # this folder's shared configs (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -148,22 +149,7 @@ LOADER_CONFIGS = {
     }
     for name in ("score_sorted", "weighted_prob", "repeat")
 }
-LOADER_CONFIGS["td_defaults"] = {
-    "crop_bottom_pixels": 50,
-    "fps": 4,
-    "total_frames": 16,
-    "model_input_height": 240,
-    "model_input_width": 426,
-    "ensure_total_frames": True,
-    "megadetector_lite_config": {
-        "confidence": 0.25,
-        "fill_mode": "score_sorted",
-        "n_frames": 16,
-        "image_width": 640,
-        "image_height": 640,
-        "frame_batch_size": 24,
-    },
-}
+LOADER_CONFIGS["td_defaults"] = zamba_configs.TIME_DISTRIBUTED
 
 
 def log(msg: str) -> None:
