@@ -242,6 +242,15 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_config_options(command: argparse.ArgumentParser) -> None:
+    """--config FILE and --set FIELD=VALUE: a video_loader_config, command-line values winning."""
+    command.add_argument("--config", type=Path, help="YAML file; its video_loader_config is used")
+    command.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE",
+        help="a video_loader_config field, overriding the file (repeatable), e.g. --set fps=4",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kifaru", description="Find the animals in camera-trap videos (zamba-compatible)."
@@ -259,11 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         "frames", help="show the frames a model would see for a video (array and/or contact sheet)"
     )
     frames.add_argument("video", type=Path, metavar="VIDEO")
-    frames.add_argument("--config", type=Path, help="YAML file; its video_loader_config is used")
-    frames.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=VALUE",
-        help="a video_loader_config field, overriding the file (repeatable), e.g. --set fps=4",
-    )
+    _add_config_options(frames)
     frames.add_argument("--out", type=Path, help="write the frames as a .npy array")
     frames.add_argument("--sheet", type=Path, help="write a contact sheet image (.png/.jpg)")
     frames.add_argument("-v", "--verbose", action="store_true", help="list every selected frame")
@@ -277,11 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--data-dir", type=Path, help="folder of videos and images (searched recursively)")
     inputs.add_argument("--filepaths", type=Path, help="CSV with a 'filepath' column")
     detect.add_argument("--output-dir", type=Path, default=Path("."), help="where outputs go (default: here)")
-    detect.add_argument("--config", type=Path, help="YAML file; its video_loader_config is used")
-    detect.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=VALUE",
-        help="a video_loader_config field, overriding the file (repeatable)",
-    )
+    _add_config_options(detect)
     detect.add_argument("--fps", type=float, help="frames per second to look at (default 1)")
     detect.add_argument("--confidence", type=float, help="detector confidence: weaker boxes are dropped (default 0.25)")
     detect.add_argument("--threshold", type=float, default=0.25, help="a file has an animal when a box reaches this (default 0.25)")
