@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError, KifaruError
+from kifaru.files import atomic_write
 from kifaru.models.registry import MEGADETECTOR_LITE
 
 DETECTIONS_JSON = "detections.json"
@@ -369,11 +369,5 @@ def summary_csv(records: Sequence[FileRecord], *, threshold: float) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        Path(temp).unlink(missing_ok=True)
+    with atomic_write(path, "w", encoding="utf-8", newline="") as out:
+        out.write(text)

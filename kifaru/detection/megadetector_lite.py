@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import functools
 import io
-import math
-from concurrent.futures import ThreadPoolExecutor
 import logging
+import math
 import os
-import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from kifaru.device import resolve_device
+from kifaru.files import atomic_write
 from kifaru.models.registry import MEGADETECTOR_LITE, ModelEntry
 from kifaru.models.weights import model_cache_dir, resolve_weights
 
@@ -137,7 +137,10 @@ def postprocess(
 class MegadetectorLite:
     """The detector network on one device. Use :func:`load_megadetector_lite` to share one per process."""
 
-    def __init__(self, weights: Path, device: str = "cpu", runtime: str = "auto") -> None:
+    def __init__(
+        self, weights: Path, device: str = "cpu", runtime: str = "auto", weights_sha256: Optional[str] = None
+    ) -> None:
+        """``weights_sha256``: the file's sha256 when already known (it names the ONNX export)."""
         import torch
 
         from kifaru.detection.yolox import YOLOX
@@ -151,14 +154,15 @@ class MegadetectorLite:
         model.load_state_dict(checkpoint["model"] if "model" in checkpoint else checkpoint)
         self._model = model.eval().to(device)
         self._session = None
+        self._pool = None
         self.runtime = "torch"
-        # ONNX Runtime sessions run single-threaded calls concurrently, one per core.
-        self._cores = _usable_cores()
-        self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="megadetector-lite")
         if device == "cpu" and runtime in ("auto", "onnxruntime"):
-            self._session = _onnx_session(self._model, self.weights, required=runtime == "onnxruntime")
-            if self._session is not None:
-                self.runtime = "onnxruntime"
+            self._session = _onnx_session(self._model, self.weights, weights_sha256, required=runtime == "onnxruntime")
+        if self._session is not None:
+            self.runtime = "onnxruntime"
+            # Single-threaded ONNX Runtime calls run concurrently, one per core.
+            self._cores = _usable_cores()
+            self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="megadetector-lite")
 
     def __repr__(self) -> str:
         return f"MegadetectorLite({self.weights.name}, device={self.device}, runtime={self.runtime})"
@@ -204,19 +208,18 @@ class MegadetectorLite:
                 for out, size in zip(raw, frame_sizes[start:stop])
             ]
 
-        # On a GPU, frame_batch_size frames per call. On the CPU, chunks of at most CPU_BATCH, as
-        # many as keep every core busy to the end (12 frames on 2 cores: 4 chunks of 3, not 4+4+4).
-        step = batch_size
-        if self.device == "cpu":
-            cores = self._cores
-            chunks = cores * math.ceil(len(images) / (cores * CPU_BATCH)) or 1
-            step = min(batch_size, max(1, math.ceil(len(images) / chunks)))
-        starts = range(0, len(images), step)
-        if self._session is None:
-            chunks = [run(start, start + step) for start in starts]  # PyTorch parallelises inside
+        if self._pool is None:
+            # PyTorch parallelises inside a call: frame_batch_size frames per call on a GPU,
+            # CPU_BATCH on the CPU.
+            step = batch_size if self.device != "cpu" else min(batch_size, CPU_BATCH)
+            results = [run(start, start + step) for start in range(0, len(images), step)]
         else:
-            chunks = list(self._pool.map(lambda start: run(start, start + step), starts))
-        return [found for chunk in chunks for found in chunk]
+            # Chunks of at most CPU_BATCH, as many as keep every core busy to the end (12 frames on
+            # 2 cores: 4 chunks of 3, not 4 + 4 + 4).
+            count = self._cores * math.ceil(len(images) / (self._cores * CPU_BATCH)) or 1
+            step = min(batch_size, max(1, math.ceil(len(images) / count)))
+            results = list(self._pool.map(lambda start: run(start, start + step), range(0, len(images), step)))
+        return [found for chunk in results for found in chunk]
 
 
 def _usable_cores() -> int:
@@ -227,8 +230,8 @@ def _usable_cores() -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(weights: Path, device: str, runtime: str) -> MegadetectorLite:
-    return MegadetectorLite(weights, device, runtime)
+def _load(weights: Path, device: str, runtime: str, weights_sha256: str) -> MegadetectorLite:
+    return MegadetectorLite(weights, device, runtime, weights_sha256)
 
 
 def load_megadetector_lite(
@@ -246,7 +249,8 @@ def load_megadetector_lite(
     path = resolve_weights(entry, weights)
     if runtime == "auto":
         runtime = os.environ.get("KIFARU_DETECTOR_RUNTIME", "auto")
-    return _load(path.resolve(), resolve_device(device), runtime)
+    # resolve_weights checked the file against the registry: its sha256 is the entry's.
+    return _load(path.resolve(), resolve_device(device), runtime, entry.weights_sha256)
 
 
 def _probe_batch() -> np.ndarray:
@@ -258,7 +262,7 @@ def _probe_batch() -> np.ndarray:
     return np.stack([noise, np.broadcast_to(rings, (3, 640, 640))]).astype(np.float32)
 
 
-def _onnx_session(model, weights: Path, required: bool):
+def _onnx_session(model, weights: Path, weights_sha256: Optional[str], required: bool):
     """An ONNX Runtime session for the model, or None (with the reason logged) when unavailable."""
     try:
         import onnxruntime
@@ -269,7 +273,7 @@ def _onnx_session(model, weights: Path, required: bool):
         return None
     from kifaru.models.download import sha256_of
 
-    onnx_path = model_cache_dir() / "onnx" / f"{weights.stem}-{sha256_of(weights)[:12]}.onnx"
+    onnx_path = model_cache_dir() / "onnx" / f"{weights.stem}-{(weights_sha256 or sha256_of(weights))[:12]}.onnx"
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -302,11 +306,8 @@ def _export_checked(model, onnx_path: Path, onnxruntime, options) -> None:
     box_diff = float(np.abs(got[..., :4] - expected[..., :4]).max())
     if prob_diff > _MAX_PROB_DIFF or box_diff > _MAX_BOX_DIFF_PX:
         raise RuntimeError(f"its outputs differ from PyTorch's (scores by {prob_diff:.2g}, boxes by {box_diff:.2g} px)")
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=onnx_path.parent, suffix=".tmp")
-    with os.fdopen(handle, "wb") as out:
+    with atomic_write(onnx_path) as out:
         out.write(buffer.getvalue())
-    os.replace(temp, onnx_path)
 
 
 def _export(model, probe: np.ndarray, buffer: io.BytesIO) -> None:

@@ -8,6 +8,7 @@ loudly, listing the valid names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Optional, Protocol
 
 from kifaru.config.base import did_you_mean
@@ -20,7 +21,7 @@ class WeightsSource(Protocol):
     def describe(self) -> str:
         """One line for messages: where the file is fetched from."""
 
-    def fetch(self, dest: "Path", *, expected_sha256: str, progress: Optional[Callable[[int, Optional[int]], None]] = None, offline_hint: Optional[str] = None) -> "Path":
+    def fetch(self, dest: Path, *, expected_sha256: str, progress: Optional[Callable[[int, Optional[int]], None]] = None, offline_hint: Optional[str] = None) -> Path:
         """Put the verified file at ``dest``."""
 
 

