@@ -9,7 +9,9 @@ then non-maximum suppression at ``nms_threshold``; boxes come back relative to t
 On the CPU the network runs in ONNX Runtime when it is installed (about twice PyTorch's speed
 here), from an ONNX export made once per machine and kept in the model cache only after its
 outputs were checked against PyTorch's; on CUDA/MPS, or without ONNX Runtime, it runs in PyTorch.
-Frames are processed in chunks of a few, one chunk per core at a time.
+Frames are processed in chunks of a few, one chunk per core at a time, and for frames that leave
+black rows below them (16:9 in a square input) ONNX Runtime skips those rows in the early layers
+(kifaru.detection.banded), which gives the same outputs with a seventh less work.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import io
 import logging
 import math
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -153,12 +156,12 @@ class MegadetectorLite:
         model = YOLOX(num_classes=1, depth=0.33, width=0.375)
         model.load_state_dict(checkpoint["model"] if "model" in checkpoint else checkpoint)
         self._model = model.eval().to(device)
-        self._session = None
+        self._onnx: Optional[_OnnxNetworks] = None
         self._pool = None
         self.runtime = "torch"
         if device == "cpu" and runtime in ("auto", "onnxruntime"):
-            self._session = _onnx_session(self._model, self.weights, weights_sha256, required=runtime == "onnxruntime")
-        if self._session is not None:
+            self._onnx = _OnnxNetworks.load(self._model, self.weights, weights_sha256, required=runtime == "onnxruntime")
+        if self._onnx is not None:
             self.runtime = "onnxruntime"
             # Single-threaded ONNX Runtime calls run concurrently, one per core.
             self._cores = _usable_cores()
@@ -167,14 +170,27 @@ class MegadetectorLite:
     def __repr__(self) -> str:
         return f"MegadetectorLite({self.weights.name}, device={self.device}, runtime={self.runtime})"
 
-    def raw_outputs(self, batch: np.ndarray) -> np.ndarray:
-        """Network outputs for a float32 (N, 3, H, W) batch: (N, anchors, 6)."""
-        if self._session is not None:
-            return self._session.run(None, {"images": batch})[0]
+    def raw_outputs(self, batch: np.ndarray, content_rows: Optional[int] = None) -> np.ndarray:
+        """Network outputs for a float32 (N, 3, H, W) batch: (N, anchors, 6). ``content_rows``:
+        the rows from which on every image of the batch is black, when known (ONNX Runtime then
+        computes the early layers only where the pictures reach: the same outputs, faster)."""
+        if self._onnx is not None:
+            return self._onnx.run(batch, content_rows)
         import torch
 
         with torch.inference_mode():
             return self._model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+    @property
+    def uses_every_core(self) -> bool:
+        """Whether its calls keep every CPU core busy (ONNX Runtime on the CPU)."""
+        return self._pool is not None
+
+    def submit_size(self, frame_batch_size: int) -> int:
+        """How many frames a caller that decodes while the detector runs should hand over at once:
+        ``frame_batch_size`` on a GPU; on the CPU two per core, so that scoring starts early and
+        keeps every core busy while decoding goes on (it measured ~5% faster than 24 at a time)."""
+        return frame_batch_size if self._pool is None else min(frame_batch_size, 2 * self._cores)
 
     def detect(self, frames: Sequence[np.ndarray], **settings: Any) -> list[FrameDetections]:
         """Detections for RGB uint8 frames of any size. ``settings``: image_height, image_width,
@@ -202,7 +218,7 @@ class MegadetectorLite:
     ) -> list[FrameDetections]:
         def run(start: int, stop: int) -> list[FrameDetections]:
             chunk = images[start:stop] if fitted else [fit_to_input(f, image_height, image_width) for f in images[start:stop]]
-            raw = self.raw_outputs(to_batch(chunk, image_height, image_width))
+            raw = self.raw_outputs(to_batch(chunk, image_height, image_width), max(image.shape[0] for image in chunk))
             return [
                 postprocess(out, confidence, nms_threshold, size, (image_height, image_width))
                 for out, size in zip(raw, frame_sizes[start:stop])
@@ -262,44 +278,98 @@ def _probe_batch() -> np.ndarray:
     return np.stack([noise, np.broadcast_to(rings, (3, 640, 640))]).astype(np.float32)
 
 
-def _onnx_session(model, weights: Path, weights_sha256: Optional[str], required: bool):
-    """An ONNX Runtime session for the model, or None (with the reason logged) when unavailable."""
-    try:
-        import onnxruntime
-    except ImportError:
-        if required:
-            raise
-        log.info("onnxruntime is not installed; the detector runs in PyTorch")
-        return None
-    from kifaru.models.download import sha256_of
-
-    onnx_path = model_cache_dir() / "onnx" / f"{weights.stem}-{(weights_sha256 or sha256_of(weights))[:12]}.onnx"
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        if not onnx_path.is_file():
-            _export_checked(model, onnx_path, onnxruntime, options)
-        return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # any exporter/runtime failure: PyTorch still works
-        if required:
-            raise
-        log.warning("ONNX Runtime cannot run the detector (%s); using PyTorch", error)
-        return None
+_UNMADE = object()
 
 
-def _export_checked(model, onnx_path: Path, onnxruntime, options) -> None:
-    """Export to ONNX and keep the file only if its outputs agree with PyTorch's on probe images."""
+class _OnnxNetworks:
+    """The network in ONNX Runtime: the full one, and banded ones (see kifaru.detection.banded)
+    made on first use for each picture height, every one exported once per machine into the model
+    cache and kept only if its outputs agree with PyTorch's."""
+
+    def __init__(self, model, onnx_stem: Path, onnxruntime) -> None:
+        self._model = model
+        self._stem = onnx_stem
+        self._onnxruntime = onnxruntime
+        self._options = onnxruntime.SessionOptions()
+        self._options.intra_op_num_threads = 1
+        self._options.inter_op_num_threads = 1
+        self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._sessions: dict[int, Any] = {}  # input rows -> session (None: that band failed)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model, weights: Path, weights_sha256: Optional[str], required: bool) -> Optional["_OnnxNetworks"]:
+        """The full network's session ready, or None (with the reason logged) when unavailable."""
+        try:
+            import onnxruntime
+        except ImportError:
+            if required:
+                raise
+            log.info("onnxruntime is not installed; the detector runs in PyTorch")
+            return None
+        from kifaru.models.download import sha256_of
+
+        stem = model_cache_dir() / "onnx" / f"{weights.stem}-{(weights_sha256 or sha256_of(weights))[:12]}"
+        networks = cls(model, stem, onnxruntime)
+        try:
+            networks._sessions[0] = networks._session(0)
+        except Exception as error:  # any exporter/runtime failure: PyTorch still works
+            if required:
+                raise
+            log.warning("ONNX Runtime cannot run the detector (%s); using PyTorch", error)
+            return None
+        return networks
+
+    def run(self, batch: np.ndarray, content_rows: Optional[int]) -> np.ndarray:
+        from kifaru.detection.banded import band_rows
+
+        rows = band_rows(content_rows, batch.shape[2]) if content_rows else batch.shape[2]
+        # Banded networks are made for the usual 640x640 input only (zamba's default).
+        if rows < batch.shape[2] and batch.shape[2:] == (640, 640):
+            session = self._sessions.get(rows, _UNMADE)
+            if session is _UNMADE:
+                with self._lock:
+                    session = self._sessions.get(rows, _UNMADE)
+                    if session is _UNMADE:
+                        session = self._sessions[rows] = self._banded_session(rows)
+            if session is not None:
+                return session.run(None, {"images": np.ascontiguousarray(batch[:, :, :rows])})[0]
+        return self._sessions[0].run(None, {"images": batch})[0]
+
+    def _banded_session(self, rows: int):
+        try:
+            return self._session(rows)
+        except Exception as error:  # the full network still works
+            log.warning("the banded detector network for %d rows is unavailable (%s); using the full one", rows, error)
+            return None
+
+    def _session(self, rows: int):
+        """rows 0: the full network; else the banded one taking that many input rows."""
+        path = self._stem.with_name(self._stem.name + (f"-rows{rows}" if rows else "") + ".onnx")
+        if not path.is_file():
+            _export_checked(self._model, rows, path, self._onnxruntime, self._options)
+        return self._onnxruntime.InferenceSession(str(path), self._options, providers=["CPUExecutionProvider"])
+
+
+def _export_checked(model, rows: int, onnx_path: Path, onnxruntime, options) -> None:
+    """Export to ONNX and keep the file only if its outputs agree with PyTorch's on probe images
+    (``rows``: 0 for the full network, else a banded one, probed with images black below ``rows``)."""
     import torch
 
+    from kifaru.detection.banded import BandedYOLOX
+
     probe = _probe_batch()
+    if rows:
+        probe[:, :, rows:] = 0
+        network = BandedYOLOX(model, rows).eval()
+    else:
+        network = model
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter announces its own deprecation
-        _export(model, probe, buffer)
+        _export(network, np.ascontiguousarray(probe[:, :, : rows or None]), buffer, dynamic_size=not rows)
     session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    got = session.run(None, {"images": probe})[0]
+    got = session.run(None, {"images": np.ascontiguousarray(probe[:, :, : rows or None])})[0]
     with torch.inference_mode():
         expected = model(torch.from_numpy(probe)).numpy()
     prob_diff = float(np.abs(got[..., 4:] - expected[..., 4:]).max())
@@ -310,16 +380,16 @@ def _export_checked(model, onnx_path: Path, onnxruntime, options) -> None:
         out.write(buffer.getvalue())
 
 
-def _export(model, probe: np.ndarray, buffer: io.BytesIO) -> None:
+def _export(network, probe: np.ndarray, buffer: io.BytesIO, dynamic_size: bool) -> None:
     import torch
 
     torch.onnx.export(
-        model,
+        network,
         torch.from_numpy(probe[:1]),
         buffer,
         input_names=["images"],
         output_names=["detections"],
-        dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}},
+        dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}},
         opset_version=17,
         dynamo=False,
     )

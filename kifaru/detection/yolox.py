@@ -132,7 +132,10 @@ class YOLOPAFPN(nn.Module):
         self.C3_n4 = CSPLayer(2 * c4, c5, n, shortcut=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x2, x1, x0 = self.backbone(x)
+        return self.neck(*self.backbone(x))
+
+    def neck(self, x2: torch.Tensor, x1: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The path aggregation over the backbone's stride 8, 16 and 32 outputs."""
         fpn_out0 = self.lateral_conv0(x0)
         f_out0 = self.C3_p4(torch.cat([self.upsample(fpn_out0), x1], 1))
         fpn_out1 = self.reduce_conv1(f_out0)

@@ -87,8 +87,9 @@ class DecodedFrame:
 class VideoSource(Protocol):
     info: StreamInfo
 
-    def decode(self, indices: Sequence[int], scale_down: int = 1) -> Iterator[DecodedFrame]:
-        """Yield the frames at these presentation indices (each once, in no promised order)."""
+    def decode(self, indices: Sequence[int], scale_down: int = 1, threaded: bool = True) -> Iterator[DecodedFrame]:
+        """Yield the frames at these presentation indices (each once, in no promised order).
+        ``threaded`` False: decode on the calling thread only (when other work fills the cores)."""
 
     def lowres_factors(self) -> Sequence[int]:
         """The reduced-resolution factors (1 = full size) this stream can decode at."""
@@ -252,7 +253,7 @@ class PyAVVideoSource:
             needed.update(range(first, packet.position + 1))
         return sorted(needed)
 
-    def decode(self, indices: Sequence[int], scale_down: int = 1) -> Iterator[DecodedFrame]:
+    def decode(self, indices: Sequence[int], scale_down: int = 1, threaded: bool = True) -> Iterator[DecodedFrame]:
         wanted = {i for i in indices if 0 <= i < len(self._by_presentation)}
         self.last_failures = []
         if not wanted:
@@ -272,7 +273,7 @@ class PyAVVideoSource:
         container = _open_container(self.path)
         try:
             stream = container.streams[self._stream_index]
-            stream.thread_type = "AUTO"
+            stream.thread_type = "AUTO" if threaded else "NONE"
             if scale_down > 1:
                 stream.codec_context.options = {"lowres": str(int(math.log2(scale_down)))}
             codec = stream.codec_context
@@ -321,7 +322,7 @@ class PyAVVideoSource:
             # The container seeks past the keyframe asked for; read this file without seeking.
             container.close()
             self.seek_gap_bytes = math.inf
-            yield from self.decode(sorted(wanted), scale_down)
+            yield from self.decode(sorted(wanted), scale_down, threaded)
             return
         except av.error.FFmpegError as error:
             self.last_failures.append(f"{error.strerror or error}")

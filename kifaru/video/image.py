@@ -44,7 +44,7 @@ class ImageSource:
     def lowres_factors(self) -> Sequence[int]:
         return [1]
 
-    def decode(self, indices: Sequence[int], scale_down: int = 1) -> Iterator[DecodedFrame]:
+    def decode(self, indices: Sequence[int], scale_down: int = 1, threaded: bool = True) -> Iterator[DecodedFrame]:
         if 0 in indices:
             yield DecodedFrame(0, 0.0, 0, 1, av.VideoFrame.from_ndarray(self._rgb, format="rgb24"))
 

@@ -294,7 +294,7 @@ class FrameLoader:
             from kifaru.detection.megadetector_lite import fit_to_input
 
             prepared.pending[frame.index] = (fit_to_input(rgb, detector.image_height, detector.image_width), rgb.shape[:2])
-            if len(prepared.pending) >= detector.frame_batch_size:
+            if len(prepared.pending) >= self.detector.submit_size(detector.frame_batch_size):
                 self._submit_pending(prepared)
 
     def _submit_pending(self, prepared: "_Prepared") -> None:
@@ -327,7 +327,9 @@ class FrameLoader:
         if not indices:
             return
         crop, factor = self._frame_geometry(source)
-        for frame in source.decode(indices, scale_down=factor):
+        # When the detector keeps every core busy, decoding threads would only compete with it.
+        threaded = self.config.megadetector_lite_config is None or not self.detector.uses_every_core
+        for frame in source.decode(indices, scale_down=factor, threaded=threaded):
             self._add_prepared(frame, round(crop / factor), source.info.path, prepared)
 
     def _scene_plan(self, source: VideoSource, frame_count: int, prepared: "_Prepared") -> list[int]:

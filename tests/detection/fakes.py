@@ -25,6 +25,11 @@ class IndexScoringDetector:
 
     device = "cpu"
     runtime = "stand-in"
+    uses_every_core = False
+
+    @staticmethod
+    def submit_size(frame_batch_size: int) -> int:
+        return frame_batch_size
 
     def __init__(
         self,

@@ -98,20 +98,6 @@ def test_the_network_has_yolox_tinys_parameter_names_and_shapes():
     assert sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))) == 5_032_866  # as in the official checkpoint (which loads with strict=True)
 
 
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory):
-    """A checkpoint shaped like zamba's (state dict under "model", plus other keys)."""
-    torch.manual_seed(0)
-    model = YOLOX()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):  # realistic statistics: outputs stay finite
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    path = tmp_path_factory.mktemp("weights") / "random_yolox_tiny.pth"
-    torch.save({"start_epoch": 1, "model": model.state_dict(), "optimizer": {}}, path)
-    return path
-
-
 def test_onnx_runtime_agrees_with_pytorch(random_weights, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))

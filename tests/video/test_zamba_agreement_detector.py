@@ -47,6 +47,9 @@ class MemoDetector:
             self.memo.update({keys[k]: result for k, result in zip(todo, found)})
         return [self.memo[key] for key in keys]
 
+    def __getattr__(self, name):  # everything else as the real detector
+        return getattr(self.detector, name)
+
 
 @pytest.fixture(scope="module")
 def memo_detector(megadetector_lite):
