@@ -9,6 +9,7 @@ from kifaru.config import (
     load_config_file,
 )
 from kifaru.exceptions import (
+    CheckpointError,
     ConfigError,
     DecodeError,
     EmptyMediaError,
@@ -25,6 +26,7 @@ from kifaru.video import find_media, load_video, load_video_frames
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "DecodeError",
     "EmptyMediaError",

@@ -82,6 +82,15 @@ class WeightsNotFoundError(KifaruError):
         super().__init__(f"weights of model '{model}': {reason}")
 
 
+class CheckpointError(KifaruError):
+    """A model checkpoint cannot be used; the message names the file, what is wrong and what to do."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"checkpoint {self.path}: {reason}")
+
+
 class PartialDecodeWarning(UserWarning):
     """A clip decoded only partway; the frames that really exist are returned."""
 

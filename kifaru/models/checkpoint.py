@@ -1,0 +1,154 @@
+"""Video-model checkpoints in zamba's format: read, normalise, turn into a model, and write.
+
+A checkpoint is a torch file: a full Lightning ``.ckpt`` or zamba's minimal form
+``{state_dict, hyper_parameters, global_step, pytorch-lightning_version}``. ``hyper_parameters``
+names the ``model_class`` and the ``species`` (the order of the outputs), plus ``num_frames`` for
+TimeDistributedEfficientNet. kifaru writes its own checkpoints in the same form (plain dicts), so
+each side reads the other's.
+
+Reading never runs code from the file: it is loaded with ``weights_only=True``, Lightning's
+``AttributeDict`` read as a plain dict.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from kifaru.config.base import did_you_mean
+from kifaru.exceptions import CheckpointError
+
+# What kifaru writes as "pytorch-lightning_version" (zamba's loader requires the key).
+LIGHTNING_VERSION = "2.5.0"
+
+
+# Lightning pickles hyper-parameters as its AttributeDict (a dict subclass): read as plain dicts,
+# so checkpoints load without Lightning and without running code from the file.
+_SAFE_GLOBALS = [
+    (dict, f"{module}.AttributeDict")
+    for module in ("lightning_fabric.utilities.data", "lightning.fabric.utilities.data", "pytorch_lightning.utilities.parsing")
+]
+
+
+@dataclass
+class VideoModelCheckpoint:
+    """What a checkpoint holds."""
+
+    path: Path
+    model_class: str
+    species: list[str]
+    state_dict: dict[str, torch.Tensor]
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def read_checkpoint(path: Path) -> VideoModelCheckpoint:
+    """Load a checkpoint file and check it names a model class and its species."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such file; give the path of a .ckpt file (zamba's or kifaru's)")
+    try:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line]
+        if not refused:  # not a pickle torch understands
+            raise CheckpointError(path, "not a readable torch checkpoint; is the file complete?") from error
+        raise CheckpointError(
+            path, f"it holds objects kifaru does not load from checkpoints, as they could run code ({refused[0]})"
+        ) from error
+    except Exception as error:  # not a torch file, truncated, ...
+        raise CheckpointError(path, f"not a readable torch checkpoint ({_first_line(error)}); is the file complete?") from error
+    if not isinstance(raw, dict) or not isinstance(raw.get("state_dict"), dict):
+        raise CheckpointError(path, "no 'state_dict' in it: not a zamba or kifaru video-model checkpoint")
+    hparams = dict(raw.get("hyper_parameters") or {})
+    for key in ("model_class", "species"):
+        if key not in hparams:
+            raise CheckpointError(path, f"its hyper_parameters have no '{key}': not a zamba or kifaru video-model checkpoint")
+    species = hparams["species"]
+    if not isinstance(species, (list, tuple)) or not species or not all(isinstance(s, str) for s in species):
+        raise CheckpointError(path, f"hyper_parameters 'species' must be a non-empty list of names, not {species!r}")
+    return VideoModelCheckpoint(path, str(hparams["model_class"]), list(species), raw["state_dict"], hparams)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def normalize_keys(state_dict: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
+    """The state dict with keys as ``expected`` names them: ``_orig_mod.`` segments (saved from a
+    ``torch.compile``d model) dropped, and a missing leading ``model.`` added where that matches."""
+    out = {}
+    for key, value in state_dict.items():
+        plain = key.replace("_orig_mod.", "")
+        if plain not in expected and f"model.{plain}" in expected:
+            plain = f"model.{plain}"
+        out[plain] = value
+    return out
+
+
+# model_class -> builder(checkpoint hyper_parameters, species count) -> nn.Module
+_BUILDERS: dict[str, Callable[[dict, int], nn.Module]] = {}
+
+
+def register_model_class(name: str, builder: Callable[[dict, int], nn.Module]) -> None:
+    _BUILDERS[name] = builder
+
+
+def _build_time_distributed(hparams: dict, num_classes: int) -> nn.Module:
+    from kifaru.models.time_distributed import TimeDistributedEfficientNet
+
+    return TimeDistributedEfficientNet(num_classes, num_frames=int(hparams.get("num_frames", 16)))
+
+
+register_model_class("TimeDistributedEfficientNet", _build_time_distributed)
+
+
+def model_from_checkpoint(checkpoint: VideoModelCheckpoint) -> nn.Module:
+    """The network with the checkpoint's weights, in eval mode. Every tensor must match."""
+    builder = _BUILDERS.get(checkpoint.model_class)
+    if builder is None:
+        hint = did_you_mean(checkpoint.model_class, list(_BUILDERS))
+        raise CheckpointError(
+            checkpoint.path,
+            f"model_class '{checkpoint.model_class}' is not one kifaru knows{hint}; known: {', '.join(sorted(_BUILDERS))}",
+        )
+    model = builder(checkpoint.hyper_parameters, len(checkpoint.species))
+    expected = model.state_dict()
+    state = normalize_keys(checkpoint.state_dict, set(expected))
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong_shape)):
+        if keys:
+            problems.append(f"{len(keys)} tensors {label} (first: {', '.join(keys[:3])})")
+    if problems:
+        raise CheckpointError(
+            checkpoint.path,
+            f"its weights do not fit a {checkpoint.model_class} with {len(checkpoint.species)} species: "
+            + "; ".join(problems),
+        )
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def write_checkpoint(
+    path: Path, model: nn.Module, model_class: str, species: list[str], hyper_parameters: Optional[dict] = None, global_step: int = 0
+) -> None:
+    """Save in zamba's minimal form (plain dicts: zamba and kifaru both read it)."""
+    from kifaru.files import atomic_write
+
+    hparams = {**(hyper_parameters or {}), "model_class": model_class, "species": list(species)}
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": hparams,
+        "global_step": global_step,
+        "pytorch-lightning_version": LIGHTNING_VERSION,
+    }
+    with atomic_write(Path(path)) as out:
+        torch.save(checkpoint, out)

@@ -1,0 +1,72 @@
+"""TimeDistributedEfficientNet: zamba's frame-by-frame video classifier, with zamba's parameter names.
+
+The architecture of zamba's time_distributed, european and blank_nonblank models (spec section 4):
+timm's ``efficientnetv2_rw_m`` without its classifier (2152 features) runs on every frame, and a
+small head turns the 16 frames' features into one logit per species (multi-label: a sigmoid each).
+
+The module layout reproduces zamba's state dict exactly, so its checkpoints load unchanged:
+``base.module.*`` is the EfficientNet (zamba wraps it in a ``TimeDistributed``), ``backbone.0..3``
+are the same last layers again (zamba lists them to unfreeze them when fine-tuning: the state
+dict holds those tensors twice), ``classifier.*`` is the head.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+BACKBONE_NAME = "efficientnetv2_rw_m"
+# Inputs: THWC uint8 frames -> TCHW floats in 0..1, normalised with ImageNet's statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class _TimeDistributed(nn.Module):
+    """Holds the per-frame network under ``module`` (zamba's parameter names)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, frames = x.shape[:2]
+        features = self.module(x.reshape(batch * frames, *x.shape[2:]))
+        return features.reshape(batch, frames, *features.shape[1:])
+
+
+class TimeDistributedEfficientNet(nn.Module):
+    """``forward``: (batch, frames, 3, H, W) normalised floats -> (batch, species) logits."""
+
+    def __init__(self, num_classes: int, num_frames: int = 16) -> None:
+        super().__init__()
+        import timm
+
+        efficientnet = timm.create_model(BACKBONE_NAME, pretrained=False)
+        efficientnet.classifier = nn.Identity()
+        self.num_frames = num_frames
+        self.backbone = nn.ModuleList(
+            [efficientnet.get_submodule("blocks.5"), efficientnet.conv_head, efficientnet.bn2, efficientnet.global_pool]
+        )
+        self.base = _TimeDistributed(efficientnet)
+        self.classifier = nn.Sequential(
+            nn.Linear(efficientnet.num_features, 256),
+            nn.Dropout(0.2),
+            nn.ReLU(),
+            nn.Linear(256, 64),
+            nn.Flatten(),
+            nn.Linear(64 * num_frames, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.num_frames:
+            raise ValueError(f"this model takes {self.num_frames} frames per video, not {x.shape[1]}")
+        self.base.eval()  # zamba keeps the backbone's BatchNorm in inference mode, even when training
+        return self.classifier(self.base(x))
+
+
+def frames_to_input(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (..., T, H, W, 3) -> the model's float input (..., T, 3, H, W)."""
+    x = frames.movedim(-1, -3).float() / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(3, 1, 1)
+    return (x - mean) / std

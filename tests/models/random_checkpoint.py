@@ -1,0 +1,67 @@
+"""Random weights that are the same on every machine, for zamba-compatibility fixtures.
+
+zamba's official checkpoints cannot be downloaded here, and a random-weight checkpoint of the real
+architecture is hundreds of megabytes, too big to keep in the repository. Instead both sides build
+it: ``benchmarks/zamba_model_reference.py`` fills zamba's own model with :func:`random_state_dict`
+in zamba's venv and records its outputs, and the tests fill kifaru's model the same way and compare.
+Only numpy's seeded generator (the same numbers across numpy versions) and torch are used, so this
+file also runs in zamba's venv.
+
+The values are scaled so that activations keep their size through the network (LeCun-scaled
+weights, BatchNorm statistics near 1): the logits come out near 1 and depend on the input, so a
+wrong weight shows. (He scaling makes EfficientNet's logits explode to ~1e10.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def random_state_dict(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """A full state dict for ``module`` with seeded random values. Names that share one tensor in
+    ``module`` (zamba's TimeDistributedEfficientNet holds its last blocks twice) get one value."""
+    rng = np.random.default_rng(seed)
+    tensors = module.state_dict(keep_vars=True)
+    groups: dict[int, list[str]] = {}
+    for name, tensor in tensors.items():
+        groups.setdefault(id(tensor), []).append(name)
+    out = {}
+    for names in sorted(sorted(group) for group in groups.values()):
+        value = _random_value(names[0], tensors[names[0]], rng)
+        for name in names:
+            out[name] = value
+    return out
+
+
+def _random_value(name: str, tensor: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    if not tensor.is_floating_point():
+        return tensor.detach().clone()
+    shape = tuple(tensor.shape)
+    if name.endswith("running_var"):
+        values = rng.uniform(0.5, 1.5, shape)
+    elif name.endswith("running_mean"):
+        values = rng.normal(0.0, 0.1, shape)
+    elif tensor.ndim == 1 and name.endswith("weight"):  # BatchNorm scale
+        values = rng.uniform(0.8, 1.2, shape)
+    elif tensor.ndim == 1:  # biases
+        values = rng.normal(0.0, 0.05, shape)
+    else:  # convolutions and linear layers: LeCun-scaled
+        fan_in = math.prod(shape[1:])
+        values = rng.normal(0.0, math.sqrt(1.0 / fan_in), shape)
+    return torch.from_numpy(values.astype(np.float32))
+
+
+def random_frames(seed: int, frames: int = 16, height: int = 64, width: int = 112) -> np.ndarray:
+    """A clip of uint8 RGB frames (T, H, W, 3): smooth shapes plus noise, different per frame."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    clip = np.empty((frames, height, width, 3), np.uint8)
+    for t in range(frames):
+        centre = rng.uniform(0, 1, 2) * (height, width)
+        blob = 255 * np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * (height / 5) ** 2))
+        for c in range(3):
+            clip[t, :, :, c] = np.clip(blob * rng.uniform(0.3, 1) + rng.normal(0, 20, (height, width)), 0, 255)
+    return clip

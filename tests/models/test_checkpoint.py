@@ -1,0 +1,136 @@
+"""Reading video-model checkpoints: zamba's variants load, anything else fails naming the file."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from kifaru.exceptions import CheckpointError
+from kifaru.models import checkpoint as checkpoint_module
+from kifaru.models.checkpoint import model_from_checkpoint, normalize_keys, read_checkpoint, write_checkpoint
+
+
+class TinyVideoModel(nn.Module):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.model = nn.Sequential(nn.Flatten(), nn.Linear(12, num_classes))
+
+    def forward(self, x):
+        return self.model(x)
+
+
+@pytest.fixture
+def tiny_class(monkeypatch):
+    """A registered model class small enough to build in every test."""
+    monkeypatch.setitem(checkpoint_module._BUILDERS, "TinyVideoModel", lambda hparams, n: TinyVideoModel(n))
+    return TinyVideoModel
+
+
+def _save(path, state_dict, hyper_parameters, **extra):
+    torch.save({"state_dict": state_dict, "hyper_parameters": hyper_parameters, **extra}, path)
+    return path
+
+
+def test_round_trip(tmp_path, tiny_class):
+    model = tiny_class(3)
+    path = tmp_path / "tiny.ckpt"
+    write_checkpoint(path, model, "TinyVideoModel", ["a", "b", "c"], {"lr": 0.01})
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.species == ["a", "b", "c"] and checkpoint.hyper_parameters["lr"] == 0.01
+    loaded = model_from_checkpoint(checkpoint)
+    x = torch.randn(2, 3, 4)
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_compiled_and_unprefixed_keys_are_normalised(tmp_path, tiny_class):
+    model = tiny_class(2)
+    compiled = {k.replace("model.", "model._orig_mod."): v for k, v in model.state_dict().items()}
+    unprefixed = {k.removeprefix("model."): v for k, v in model.state_dict().items()}
+    for state in (compiled, unprefixed):
+        path = _save(tmp_path / "variant.ckpt", state, {"model_class": "TinyVideoModel", "species": ["x", "y"]})
+        loaded = model_from_checkpoint(read_checkpoint(path))
+        torch.testing.assert_close(loaded.model[1].weight, model.model[1].weight)
+
+
+def test_normalize_keys_leaves_matching_keys_alone():
+    expected = {"model.a", "b"}
+    state = {"model._orig_mod.a": 1, "_orig_mod.b": 2, "c": 3}
+    assert normalize_keys(state, expected) == {"model.a": 1, "b": 2, "c": 3}
+
+
+def test_lightning_attribute_dict_loads_without_lightning(tmp_path, tiny_class, monkeypatch):
+    """zamba's checkpoints pickle hyper-parameters as Lightning's AttributeDict."""
+    fake = types.ModuleType("lightning_fabric.utilities.data")
+
+    class AttributeDict(dict):
+        pass
+
+    AttributeDict.__module__, AttributeDict.__qualname__ = fake.__name__, "AttributeDict"
+    fake.AttributeDict = AttributeDict
+    for name in ("lightning_fabric", "lightning_fabric.utilities", "lightning_fabric.utilities.data"):
+        monkeypatch.setitem(sys.modules, name, fake if name.endswith("data") else types.ModuleType(name))
+    hparams = AttributeDict(model_class="TinyVideoModel", species=["cat"], lr=0.001)
+    path = _save(tmp_path / "zamba.ckpt", tiny_class(1).state_dict(), hparams, global_step=7)
+    monkeypatch.delitem(sys.modules, "lightning_fabric.utilities.data")  # as in kifaru's venv
+    checkpoint = read_checkpoint(path)
+    assert type(checkpoint.hyper_parameters) is dict and checkpoint.species == ["cat"]
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "not a readable torch checkpoint"),
+        (os.urandom(2000), "not a readable torch checkpoint"),
+        ("no-state-dict", "no 'state_dict'"),
+        ("no-species", "have no 'species'"),
+        ("exploit", "holds objects kifaru does not load"),
+    ],
+)
+def test_unusable_files_fail_naming_the_file(tmp_path, content, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bad.ckpt"
+    if content == "no-state-dict":
+        torch.save({"weights": {}}, path)
+    elif content == "no-species":
+        _save(path, {}, {"model_class": "TimeDistributedEfficientNet"})
+    elif content == "exploit":
+        torch.save({"state_dict": {}, "hyper_parameters": _Exploit()}, path, pickle_module=pickle)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as raised:
+        read_checkpoint(path)
+    assert str(path) in str(raised.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        read_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_unknown_model_class_lists_the_known_ones(tmp_path):
+    path = _save(tmp_path / "odd.ckpt", {}, {"model_class": "TimeDistributedEfficientNett", "species": ["a"]})
+    with pytest.raises(CheckpointError, match="did you mean 'TimeDistributedEfficientNet'.*known: .*TimeDistributedEfficientNet"):
+        model_from_checkpoint(read_checkpoint(path))
+
+
+def test_weights_that_do_not_fit_the_species_are_refused(tmp_path, tiny_class):
+    path = _save(tmp_path / "mismatch.ckpt", tiny_class(5).state_dict(), {"model_class": "TinyVideoModel", "species": ["a", "b"]})
+    with pytest.raises(CheckpointError, match=r"do not fit a TinyVideoModel with 2 species: 2 tensors of another shape \(first: model.1.bias"):
+        model_from_checkpoint(read_checkpoint(path))
+    state = tiny_class(2).state_dict()
+    del state["model.1.bias"]
+    path = _save(tmp_path / "partial.ckpt", state, {"model_class": "TinyVideoModel", "species": ["a", "b"]})
+    with pytest.raises(CheckpointError, match=r"1 tensors missing \(first: model.1.bias\)"):
+        model_from_checkpoint(read_checkpoint(path))
