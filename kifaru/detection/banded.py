@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kifaru.detection.yolox import YOLOX, BaseConv, Bottleneck, CSPLayer
+from kifaru.detection.yolox import YOLOX, BaseConv, Bottleneck, CSPLayer, space_to_depth
 
 # Picture heights are rounded up to this many input rows, so that a handful of banded networks
 # serve every frame size (each is exported once per machine).
@@ -72,9 +72,7 @@ class BandedYOLOX(nn.Module):
         """stem..dark4 on rows [0, band) of the input; dark3 and dark4 come back at full height."""
         self._recorded = recorded
         darknet = self.model.backbone.backbone
-        # Space-to-depth (Focus): order top-left, bottom-left, top-right, bottom-right.
-        x = torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), dim=1)
-        x = self._conv(darknet.stem.conv, x)
+        x = self._conv(darknet.stem.conv, space_to_depth(x))  # the stem (Focus), band by band
         x = self._csp(darknet.dark2[1], self._conv(darknet.dark2[0], x))
         dark3 = self._csp(darknet.dark3[1], self._conv(darknet.dark3[0], x))
         dark4 = self._csp(darknet.dark4[1], self._conv(darknet.dark4[0], dark3))

@@ -364,12 +364,13 @@ def _export_checked(model, rows: int, onnx_path: Path, onnxruntime, options) -> 
         network = BandedYOLOX(model, rows).eval()
     else:
         network = model
+    network_input = np.ascontiguousarray(probe[:, :, : rows or None])
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter announces its own deprecation
-        _export(network, np.ascontiguousarray(probe[:, :, : rows or None]), buffer, dynamic_size=not rows)
+        _export(network, network_input, buffer, dynamic_size=not rows)
     session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    got = session.run(None, {"images": np.ascontiguousarray(probe[:, :, : rows or None])})[0]
+    got = session.run(None, {"images": network_input})[0]
     with torch.inference_mode():
         expected = model(torch.from_numpy(probe)).numpy()
     prob_diff = float(np.abs(got[..., 4:] - expected[..., 4:]).max())

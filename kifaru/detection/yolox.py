@@ -75,6 +75,12 @@ class SPPBottleneck(nn.Module):
         return self.conv2(torch.cat([x] + [pool(x) for pool in self.m], dim=1))
 
 
+def space_to_depth(x: torch.Tensor) -> torch.Tensor:
+    """Each 2x2 pixel block becomes four channels (Focus's first step). The order matters for the
+    pretrained weights: top-left, bottom-left, top-right, bottom-right."""
+    return torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), dim=1)
+
+
 class Focus(nn.Module):
     """Space-to-depth: each 2x2 pixel block becomes four channels, then a convolution."""
 
@@ -83,9 +89,7 @@ class Focus(nn.Module):
         self.conv = BaseConv(in_channels * 4, out_channels, ksize, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Order matters for the pretrained weights: top-left, bottom-left, top-right, bottom-right.
-        x = torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), dim=1)
-        return self.conv(x)
+        return self.conv(space_to_depth(x))
 
 
 class CSPDarknet(nn.Module):
