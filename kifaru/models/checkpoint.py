@@ -93,10 +93,28 @@ def normalize_keys(state_dict: dict[str, torch.Tensor], expected: set[str]) -> d
 
 # model_class -> builder(checkpoint hyper_parameters, species count) -> nn.Module
 _BUILDERS: dict[str, Callable[[dict, int], nn.Module]] = {}
+# model_class -> its input transform: uint8 frames (batch, T, H, W, 3) -> what its forward takes
+_TRANSFORMS: dict[str, Callable[[torch.Tensor], Any]] = {}
 
 
-def register_model_class(name: str, builder: Callable[[dict, int], nn.Module]) -> None:
+def register_model_class(
+    name: str, builder: Callable[[dict, int], nn.Module], to_input: Optional[Callable[[torch.Tensor], Any]] = None
+) -> None:
     _BUILDERS[name] = builder
+    if to_input is not None:
+        _TRANSFORMS[name] = to_input
+
+
+def _unknown_model_class(path: Path, model_class: str) -> CheckpointError:
+    hint = did_you_mean(model_class, list(_BUILDERS))
+    return CheckpointError(
+        path, f"model_class '{model_class}' is not one kifaru knows{hint}; known: {', '.join(sorted(_BUILDERS))}"
+    )
+
+
+def input_transform(model_class: str) -> Callable[[torch.Tensor], Any]:
+    """The function that turns a batch of uint8 clips into ``model_class``'s input."""
+    return _TRANSFORMS[model_class]
 
 
 def _build_time_distributed(hparams: dict, num_classes: int) -> nn.Module:
@@ -105,18 +123,43 @@ def _build_time_distributed(hparams: dict, num_classes: int) -> nn.Module:
     return TimeDistributedEfficientNet(num_classes, num_frames=int(hparams.get("num_frames", 16)))
 
 
-register_model_class("TimeDistributedEfficientNet", _build_time_distributed)
+def _time_distributed_input(frames: torch.Tensor) -> torch.Tensor:
+    from kifaru.models.time_distributed import frames_to_input
+
+    return frames_to_input(frames)
+
+
+register_model_class("TimeDistributedEfficientNet", _build_time_distributed, _time_distributed_input)
+
+
+def _build_slowfast(hparams: dict, num_classes: int) -> nn.Module:
+    from kifaru.models.slowfast import SlowFast
+
+    # zamba's defaults for the fields a checkpoint may lack.
+    return SlowFast(
+        num_classes,
+        backbone_mode=hparams.get("backbone_mode", "train"),
+        post_backbone_dropout=hparams.get("post_backbone_dropout"),
+        head_dropout_rate=hparams.get("head_dropout_rate"),
+        head_hidden_layer_sizes=hparams.get("head_hidden_layer_sizes"),
+        output_with_global_average=hparams.get("output_with_global_average", True),
+    )
+
+
+def _slowfast_input(frames: torch.Tensor) -> list[torch.Tensor]:
+    from kifaru.models.slowfast import frames_to_input
+
+    return frames_to_input(frames)
+
+
+register_model_class("SlowFast", _build_slowfast, _slowfast_input)
 
 
 def model_from_checkpoint(checkpoint: VideoModelCheckpoint) -> nn.Module:
     """The network with the checkpoint's weights, in eval mode. Every tensor must match."""
     builder = _BUILDERS.get(checkpoint.model_class)
     if builder is None:
-        hint = did_you_mean(checkpoint.model_class, list(_BUILDERS))
-        raise CheckpointError(
-            checkpoint.path,
-            f"model_class '{checkpoint.model_class}' is not one kifaru knows{hint}; known: {', '.join(sorted(_BUILDERS))}",
-        )
+        raise _unknown_model_class(checkpoint.path, checkpoint.model_class)
     model = builder(checkpoint.hyper_parameters, len(checkpoint.species))
     expected = model.state_dict()
     state = normalize_keys(checkpoint.state_dict, set(expected))

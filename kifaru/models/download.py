@@ -14,6 +14,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from email.message import Message
 from pathlib import Path
 
 from kifaru.exceptions import OFFLINE_HINT, DownloadError, IntegrityError
@@ -65,6 +66,12 @@ def _content_range_total(header: str | None) -> tuple[int | None, int | None]:
     return (int(start) if start else None), (int(total) if total and total != "*" else None)
 
 
+def part_path(dest: Path) -> Path:
+    """Where :func:`download_file` keeps the bytes of ``dest`` until the download is complete."""
+    dest = Path(dest)
+    return dest.with_name(dest.name + ".part")
+
+
 def _int_header(value: str | None) -> int | None:
     try:
         return int(value) if value is not None else None
@@ -80,6 +87,8 @@ def download_file(
     progress: Callable[[int, int | None], None] | None = None,
     timeout: float = 60,
     offline_hint: str | None = None,
+    if_range: str | None = None,
+    on_response: Callable[[int, Message], None] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``.
 
@@ -93,10 +102,16 @@ def download_file(
     call resumes) and ``IntegrityError`` (checksum mismatch; the ``.part`` is deleted). Its
     messages name ``url``; ``offline_hint`` is added after the generic "download it elsewhere"
     hint, e.g. to name the option that takes a local file.
+
+    ``if_range``: the ETag the ``.part`` was downloaded under. A resume sends it as ``If-Range`` so
+    that a server whose file has changed since sends the new file whole (which replaces the
+    ``.part``); a 206 answer under another ETag (a server ignoring ``If-Range``) also restarts from
+    zero. ``on_response(status, headers)`` sees each answer before its body is written, so a caller
+    can record the ETag to pass as ``if_range`` next time.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    part = part_path(dest)
     hint = full_hint(offline_hint)
 
     # At most two requests: a resume attempt, then (if the server cannot resume) one from zero.
@@ -105,6 +120,8 @@ def download_file(
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
+            if if_range:
+                headers["If-Range"] = if_range
         try:
             request = urllib.request.Request(url, headers=headers)
         except ValueError as error:  # not a URL at all (no scheme, ...)
@@ -129,10 +146,14 @@ def download_file(
         with response:
             status = response.status or 200  # file:// answers carry no status
             length = _int_header(response.headers.get("Content-Length"))
+            if on_response is not None:
+                on_response(status, response.headers)
             if status == 206:
                 start, total = _content_range_total(response.headers.get("Content-Range"))
-                if start != offset:
-                    # A range we did not ask for: appending it would corrupt the file.
+                etag = response.headers.get("ETag")
+                if start != offset or (if_range and etag and etag != if_range):
+                    # A range we did not ask for, or of another version of the file: appending it
+                    # would corrupt the file.
                     part.unlink(missing_ok=True)
                     continue
                 if total is None and length is not None:

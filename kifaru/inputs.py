@@ -1,0 +1,77 @@
+"""The files a run works on: a folder searched recursively, or a CSV with a ``filepath`` column."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from kifaru.exceptions import ConfigError
+from kifaru.video.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+
+def video_suffixes() -> frozenset[str]:
+    """The suffixes taken as videos: env ``VIDEO_SUFFIXES`` (zamba's, comma-separated) or kifaru's list."""
+    from_env = os.environ.get("VIDEO_SUFFIXES")
+    if from_env:
+        return frozenset(s.strip().lower() if s.strip().startswith(".") else f".{s.strip().lower()}" for s in from_env.split(",") if s.strip())
+    return VIDEO_SUFFIXES
+
+
+@dataclass
+class FolderListing:
+    videos: list[Path]  # sorted, hidden files included (a caller records why they are not used)
+    ignored: Counter = field(default_factory=Counter)  # suffix -> files that are not videos
+
+    def describe_ignored(self) -> str:
+        """e.g. "3 .jpg, 1 .txt" ("" when nothing was ignored)."""
+        return ", ".join(f"{count} {suffix or '(no suffix)'}" for suffix, count in sorted(self.ignored.items()))
+
+    @property
+    def images_ignored(self) -> int:
+        return sum(count for suffix, count in self.ignored.items() if suffix in IMAGE_SUFFIXES)
+
+
+def list_videos(folder: Path, suffixes: Optional[frozenset[str]] = None) -> FolderListing:
+    """Every file under ``folder`` with a video suffix (case-insensitive), searched recursively.
+
+    Hidden folders (".Trashes", ".Spotlight-V100") are not searched; hidden files with a video
+    suffix (macOS's "._clip.mp4" companions) are listed so that the caller can say why they are
+    skipped. A folder named like a video ("clip.avi/") is searched, not listed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"data_dir {folder}: not a folder (give the folder that holds the videos)")
+    suffixes = suffixes or video_suffixes()
+    videos, ignored = [], Counter()
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            suffix = Path(name).suffix.lower()
+            if suffix in suffixes:
+                videos.append(Path(root) / name)
+            else:
+                ignored[suffix] += 1
+    return FolderListing(videos, ignored)
+
+
+def read_filepaths_csv(path: Path, what: str = "filepaths") -> tuple[list[str], int]:
+    """The ``filepath`` column of a CSV, duplicates dropped (first kept): (paths, duplicates)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if "filepath" not in (reader.fieldnames or []):
+                found = ", ".join(reader.fieldnames or []) or "none"
+                raise ConfigError(f"{what} {path}: needs a 'filepath' column (found: {found})")
+            listed = [row["filepath"] for row in reader if row.get("filepath")]
+    except OSError as error:
+        raise ConfigError(f"{what} {path}: cannot read it ({error.strerror})") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ConfigError(f"{what} {path}: not a readable CSV file ({error})") from None
+    unique = list(dict.fromkeys(listed))
+    if not unique:
+        raise ConfigError(f"{what} {path}: no file listed")
+    return unique, len(listed) - len(unique)

@@ -1,0 +1,200 @@
+"""Loading many clips in worker processes while the caller does something else (runs a model).
+
+Each worker process holds one :class:`FrameLoader` (and so one detector) for the whole run. Results
+come back as they complete; every path gets exactly one :class:`ClipResult`: its frames, or a
+failure saying at which stage and why. A clip that crashes its worker process (a decoder bug on a
+damaged file) does not stop the run: the pool is restarted, the clips that were in flight are
+retried one at a time, and the one that crashes again alone is recorded as a failure.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import warnings
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+
+from kifaru.config.video import VideoLoaderConfig
+from kifaru.exceptions import KifaruError
+
+# Failure stages, as written in failure records.
+STAGE_FILE = "file"  # the path is missing, a folder, or not a video
+STAGE_DECODE = "decode"  # the file could not be opened or decoded
+STAGE_FRAMES = "frames"  # decoded, but the frames the model needs were not there
+STAGE_WORKER = "worker"  # decoding it crashed the worker process
+
+
+@dataclass
+class ClipResult:
+    """One clip's outcome: ``frames`` (T, H, W, 3) uint8 and what they are, or a failure."""
+
+    index: int  # position in the list of paths given
+    path: Path
+    frames: Optional[np.ndarray] = None
+    source_indices: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings: partial decodes, selection fallbacks
+    failure_stage: Optional[str] = None
+    failure_reason: Optional[str] = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure_stage is not None
+
+
+def load_clip(loader: Any, index: int, path: Path) -> ClipResult:
+    """Load one clip with ``loader`` (a :class:`FrameLoader`); never raises for a bad file."""
+    from kifaru.exceptions import MediaNotFoundError
+    from kifaru.video.loader import NO_FRAME
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loaded = loader.load(path)
+    except MediaNotFoundError as error:
+        return ClipResult(index, path, failure_stage=STAGE_FILE, failure_reason=error.reason)
+    except KifaruError as error:
+        return ClipResult(index, path, failure_stage=STAGE_DECODE, failure_reason=getattr(error, "reason", str(error)))
+    except Exception as error:  # one file must never stop a weekend's run: record it, go on
+        return ClipResult(index, path, failure_stage=STAGE_DECODE, failure_reason=f"unexpected {type(error).__name__}: {error}")
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    if NO_FRAME in loaded.source_indices or len(loaded.frames) == 0:
+        # Never predict from frames that were not read (zamba would use zeros).
+        reason = next((n for n in reversed(notes) if "no frame was selected" in n), "no frame was selected")
+        return ClipResult(index, path, notes=notes, failure_stage=STAGE_FRAMES, failure_reason=reason)
+    return ClipResult(index, path, frames=loaded.frames, source_indices=list(loaded.source_indices), notes=notes)
+
+
+# -- worker processes -----------------------------------------------------------------------
+
+_worker_loader: Any = None
+
+
+def _init_worker(config_json: dict, detector_weights: Optional[str]) -> None:
+    global _worker_loader
+    # Ctrl-C reaches the whole process group: the main process decides what happens.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    torch.set_num_threads(1)  # the detector (ONNX Runtime) has its own threads
+    from kifaru.video.loader import FrameLoader
+
+    config = VideoLoaderConfig.model_validate(config_json)
+    detector = None
+    if config.megadetector_lite_config is not None and detector_weights is not None:
+        from kifaru.detection.megadetector_lite import load_megadetector_lite
+
+        detector = load_megadetector_lite(Path(detector_weights), device=config.megadetector_lite_config.device)
+    _worker_loader = FrameLoader(config, detector=detector)
+
+
+def _load_in_worker(index: int, path: str) -> ClipResult:
+    return load_clip(_worker_loader, index, Path(path))
+
+
+class ClipLoader:
+    """Loads clips in ``num_workers`` processes (0: in this process), results as they complete.
+
+    ``detector_weights``: the MegadetectorLite weights the workers use (resolved once by the
+    caller, so that no worker downloads anything).
+    """
+
+    def __init__(self, config: VideoLoaderConfig, num_workers: int, detector_weights: Optional[Path] = None) -> None:
+        self.config = config
+        self.num_workers = num_workers
+        self.detector_weights = detector_weights
+        self._pool: Optional[ProcessPoolExecutor] = None
+        self._local_loader: Any = None
+        if num_workers > 0:
+            self._pool = self._start_pool()
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the parent may hold threads (PyTorch, ONNX Runtime) that fork would copy half-way.
+        return ProcessPoolExecutor(
+            self.num_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self.config.model_dump(mode="json"), str(self.detector_weights) if self.detector_weights else None),
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._local_loader is not None:
+            self._local_loader.close()
+
+    def __enter__(self) -> "ClipLoader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def load(self, paths: Sequence[tuple[int, Path]]) -> Iterator[ClipResult]:
+        """One result per (index, path), in the order they complete."""
+        if self._pool is None:
+            yield from self._load_here(paths)
+        else:
+            yield from self._load_in_workers(paths)
+
+    def _load_here(self, paths: Sequence[tuple[int, Path]]) -> Iterator[ClipResult]:
+        from kifaru.video.loader import FrameLoader
+
+        if self._local_loader is None:
+            detector = None
+            if self.config.megadetector_lite_config is not None and self.detector_weights is not None:
+                from kifaru.detection.megadetector_lite import load_megadetector_lite
+
+                detector = load_megadetector_lite(self.detector_weights, device=self.config.megadetector_lite_config.device)
+            self._local_loader = FrameLoader(self.config, detector=detector)
+        for index, path in paths:
+            yield load_clip(self._local_loader, index, path)
+
+    def _load_in_workers(self, paths: Sequence[tuple[int, Path]]) -> Iterator[ClipResult]:
+        queue = deque(paths)
+        suspects: deque[tuple[int, Path]] = deque()  # in flight when a worker died: retried alone
+        running: dict[Future, tuple[int, Path]] = {}
+        alone: set[Future] = set()  # submitted with nothing else in flight
+        # Enough work queued to keep every worker busy, not so much that decoded clips pile up.
+        window = 2 * self.num_workers
+        while queue or suspects or running:
+            if suspects:
+                if not running:
+                    item = suspects.popleft()
+                    future = self._pool.submit(_load_in_worker, item[0], str(item[1]))
+                    running[future] = item
+                    alone.add(future)
+            else:
+                while queue and len(running) < window:
+                    item = queue.popleft()
+                    running[self._pool.submit(_load_in_worker, item[0], str(item[1]))] = item
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                item = running.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    if future in alone:
+                        yield ClipResult(
+                            item[0],
+                            item[1],
+                            failure_stage=STAGE_WORKER,
+                            failure_reason="reading it crashed the worker process (a damaged file or a decoder bug)",
+                        )
+                    else:
+                        suspects.append(item)
+                alone.discard(future)
+            if broken:
+                suspects.extend(running.values())
+                running.clear()
+                alone.clear()
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._start_pool()
