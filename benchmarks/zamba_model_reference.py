@@ -9,12 +9,21 @@ model's species), it builds zamba's own model, fills it with the seeded weights 
 tests/models/random_checkpoint.py, saves it with zamba's ``to_disk`` (the minimal checkpoint form),
 loads that file back with zamba's ``from_disk``, and records for two seeded clips the transformed
 input's statistics, the logits and the probabilities (sigmoid, as ``zamba predict``), plus the
-checkpoint's keys, shapes and hyper-parameters. Writes tests/fixtures/zamba_models/reference.json;
-the checkpoints themselves (hundreds of MB) go to bench-out/zamba_models/.
+checkpoint's keys, shapes and hyper-parameters. It does the same for SlowFast (the official
+slowfast hyper-parameters, weight seed 4) on 32-frame clips of 200x264 (the smallest sizes its
+network takes are 32 frames and 193 pixels a side; 200x264 leaves 1x3 pooling windows, as real
+frames leave several), and records which source frame lands where in each pathway of zamba's
+SlowFast transform for clips of several lengths. Writes tests/fixtures/zamba_models/reference.json
+(the SlowFast results under "slowfast"); the checkpoints themselves (hundreds of MB) go to
+bench-out/zamba_models/.
 
 zamba's timm backbone asks the model hub for ImageNet weights even when weights are loaded
 afterwards; this script puts a random safetensors file for ``timm/efficientnetv2_rw_m.agc_in1k``
-in the hub cache first, so nothing is downloaded.
+in the hub cache first, so nothing is downloaded. zamba's SlowFast gets pytorchvideo's
+``slowfast_r50`` from GitHub through ``torch.hub.load("facebookresearch/pytorchvideo:0.1.3", ...)``;
+this script answers that call with the installed pytorchvideo's own ``slowfast_r50`` without
+Kinetics weights (the network code is the same in pytorchvideo 0.1.3 and 0.1.5; the weights are
+replaced anyway).
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -37,6 +48,10 @@ from random_checkpoint import random_frames, random_state_dict  # noqa: E402
 MODELS = {"time_distributed": 1, "european": 2, "blank_nonblank": 3}  # name -> weight seed
 CLIP_SEEDS = (11, 12)
 HUB_REPO = "timm/efficientnetv2_rw_m.agc_in1k"
+SLOWFAST_SEED = 4
+SLOWFAST_CLIP = {"frames": 32, "height": 200, "width": 264}
+# Clip lengths whose pathway layout is recorded: padded (odd and even), exact, longer.
+PATHWAY_LENGTHS = (1, 8, 29, 30, 32, 40)
 
 
 def fake_hub_weights() -> None:
@@ -55,6 +70,82 @@ def fake_hub_weights() -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(target))
     (folder / "refs").mkdir(exist_ok=True)
     (folder / "refs" / "main").write_text(commit)
+
+
+@contextmanager
+def offline_pytorchvideo_hub() -> Iterator[None]:
+    """``torch.hub.load`` answered by the installed pytorchvideo, without Kinetics weights."""
+    import pytorchvideo.models.hub
+
+    def load(repo: str, model: str, pretrained: bool = False, **kwargs):
+        assert repo.startswith("facebookresearch/pytorchvideo"), repo
+        return getattr(pytorchvideo.models.hub, model)(pretrained=False, **kwargs)
+
+    original = torch.hub.load
+    torch.hub.load = load
+    try:
+        yield
+    finally:
+        torch.hub.load = original
+
+
+def pathway_sources(transform: Callable[[torch.Tensor], list[torch.Tensor]], length: int) -> list[list[int]]:
+    """For a clip whose frame t has every pixel t, the source frame of each pathway frame (-1:
+    padding, which is 0 after normalisation)."""
+    frames = torch.arange(length, dtype=torch.uint8).view(length, 1, 1, 1).expand(length, 2, 2, 3).contiguous()
+    sources = []
+    for pathway in transform(frames):
+        first_pixel = pathway[0, :, 0, 0]
+        pixel = (first_pixel * 0.225 + 0.45) * 255
+        sources.append([-1 if float(v) == 0.0 else int(round(float(p))) for v, p in zip(first_pixel, pixel)])
+    return sources
+
+
+def slowfast_reference(out_dir: Path) -> dict:
+    from zamba.models.config import MODEL_MAPPING
+    from zamba.models.slowfast_models import SlowFast
+
+    transform = MODEL_MAPPING["SlowFast"]["transform"]
+    hparams = official("slowfast")
+    head_fields = (
+        "backbone_mode", "post_backbone_dropout", "head_dropout_rate", "head_hidden_layer_sizes", "output_with_global_average"
+    )
+    path = out_dir / "slowfast_random.ckpt"
+    with offline_pytorchvideo_hub():
+        model = SlowFast(species=hparams["species"], **{k: hparams[k] for k in head_fields})
+        model.load_state_dict(random_state_dict(model, SLOWFAST_SEED))
+        model.to_disk(path)
+        loaded = SlowFast.from_disk(path).eval()
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    clips = []
+    for clip_seed in CLIP_SEEDS:
+        slow, fast = transform(torch.from_numpy(random_frames(clip_seed, **SLOWFAST_CLIP)))
+        with torch.no_grad():
+            logits = loaded([slow.unsqueeze(0), fast.unsqueeze(0)])[0]  # a batch, as zamba's loader collates it
+        clips.append(
+            {
+                "seed": clip_seed,
+                "slow_shape": list(slow.shape),
+                "fast_shape": list(fast.shape),
+                "fast_mean": float(fast.mean()),
+                "fast_std": float(fast.std()),
+                "slow_mean": float(slow.mean()),
+                "logits": [float(v) for v in logits],
+                "probabilities": [float(v) for v in torch.sigmoid(logits)],
+            }
+        )
+    hyper_parameters = dict(checkpoint["hyper_parameters"])
+    return {
+        "weight_seed": SLOWFAST_SEED,
+        "species": hparams["species"],
+        "clip_shape": [SLOWFAST_CLIP["frames"], SLOWFAST_CLIP["height"], SLOWFAST_CLIP["width"], 3],
+        "checkpoint_top_keys": sorted(checkpoint),
+        "hyper_parameters": {k: v for k, v in hyper_parameters.items() if k != "scheduler"}
+        | {"scheduler": str(hyper_parameters.get("scheduler"))},
+        "state_dict_shapes": {k: list(v.shape) for k, v in checkpoint["state_dict"].items()},
+        "clips": clips,
+        "pathway_sources": {str(n): pathway_sources(transform, n) for n in PATHWAY_LENGTHS},
+    }
 
 
 def official(name: str) -> dict:
@@ -124,6 +215,9 @@ def main() -> int:
             "clips": clips,
         }
         print(f"{name}: {len(checkpoint['state_dict'])} tensors, logits[:3] {clips[0]['logits'][:3]}", file=sys.stderr)
+    result["slowfast"] = slowfast = slowfast_reference(out_dir)
+    first = slowfast["clips"][0]["logits"][:3]
+    print(f"slowfast: {len(slowfast['state_dict_shapes'])} tensors, logits[:3] {first}", file=sys.stderr)
     result["meta"]["seconds"] = round(time.time() - started, 1)
     fixture = ROOT / "tests" / "fixtures" / "zamba_models" / "reference.json"
     fixture.parent.mkdir(parents=True, exist_ok=True)
