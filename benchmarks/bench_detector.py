@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import zamba_configs  # this folder's shared configs (the script's folder is on sys.path)
+from machine import machine
 
 HERE = Path(__file__).resolve().parent
 CLIPS = ("trailcam_720p_h264.mp4", "trailcam_1080p_h264.mp4", "trailcam_720p_mjpeg.avi")
@@ -62,39 +63,6 @@ TARGET_DETECT, TARGET_LOAD = 2.0, 3.0
 
 def median(values) -> float:
     return float(statistics.median(values))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    import av
-    import torch
-
-    try:
-        import onnxruntime
-
-        ort = onnxruntime.__version__
-    except ImportError:
-        ort = None
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "onnxruntime": ort,
-        "pyav": av.__version__,
-        "numpy": np.__version__,
-    }
 
 
 # -- helpers: one process per side, answering requests (see benchmarks/zamba_detector.py) ----

@@ -251,7 +251,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"note: not videos, ignored in {config.data_dir}: {run.ignored}", file=sys.stderr)
     print(
         f"kifaru predict: {run.checkpoint.model_class} with {len(run.species)} species ({config.checkpoint}); "
-        f"device {_device_description(run.device)}; {len(run.files)} files, {config.num_workers} loading processes"
+        f"device {_device_description(run.device)}; {len(run.files)} files, {run.loading_processes} loading processes"
         + (" (dry run: one batch, nothing saved)" if config.dry_run else f"; outputs in {config.save_dir}"),
         file=sys.stderr,
     )
@@ -274,11 +274,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _device_description(device: str) -> str:
-    import torch
-
     if device == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        from kifaru.device import usable_cores
+
+        return f"cpu ({usable_cores()} cores)"
     if device.startswith("cuda"):
+        import torch
+
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return device
 

@@ -76,7 +76,7 @@ class PredictRun:
 
     predict_config: PredictConfig  # with checkpoint, model_name and save_dir filled in
     video_loader_config: VideoLoaderConfig
-    checkpoint: Any  # kifaru.models.checkpoint.VideoModelCheckpoint
+    checkpoint: Any  # kifaru.models.checkpoint_info.VideoModelCheckpoint, without its weights
     checkpoint_sha256: str
     device: str
     files: list[InputFile]
@@ -86,6 +86,14 @@ class PredictRun:
     @property
     def species(self) -> list[str]:
         return self.checkpoint.species
+
+    @property
+    def loading_processes(self) -> int:
+        """num_workers, but at most one per CPU core: more only compete for the same cores (and
+        each holds its own detector and frames)."""
+        from kifaru.device import usable_cores
+
+        return min(self.predict_config.num_workers, usable_cores())
 
     @property
     def save_dir(self) -> Path:
@@ -130,7 +138,7 @@ def resolve_predict_run(
     ``video_loader_config`` None: the checkpoint's own (kifaru records it), else the official
     one of the model's family. ``video_loader_overrides``: fields set on top of either.
     """
-    from kifaru.models.checkpoint import read_checkpoint
+    from kifaru.models.checkpoint_info import read_checkpoint_info
     from kifaru.models.download import sha256_of
     from kifaru.models.official import default_model_name
 
@@ -144,7 +152,7 @@ def resolve_predict_run(
         checkpoint_path = Path(config.checkpoint)
     else:
         checkpoint_path = _official_checkpoint(config)
-    checkpoint = read_checkpoint(checkpoint_path)
+    checkpoint = read_checkpoint_info(checkpoint_path)  # the description only: no weights, no PyTorch
     # As zamba does, a checkpoint's model_class decides its family (and so its default loader config).
     family = default_model_name(checkpoint.model_class)
     if config.checkpoint is not None and family and "model_name" in config.model_fields_set and config.model_name != family:
@@ -356,16 +364,23 @@ class _NoLog:
 
 
 def _predict_clips(run: PredictRun, todo: Sequence[tuple[int, InputFile]], finish: Callable[[ClipRecord], None]) -> None:
-    from kifaru.models.runner import VideoClassifier
+    from kifaru.device import resolve_device
+    from kifaru.models.runner import load_classifier
     from kifaru.video.parallel import ClipLoader
 
     config = run.predict_config
     by_index = {index: item for index, item in todo}
     fingerprints = {index: _fingerprint(item.path) for index, item in todo}
     # Workers start loading clips while the model is read into memory.
-    with ClipLoader(run.video_loader_config, config.num_workers, _detector_weights(run.video_loader_config)) as loader:
+    detector = run.video_loader_config.megadetector_lite_config
+    with ClipLoader(
+        run.video_loader_config,
+        run.loading_processes,
+        detector_weights=_detector_weights(run.video_loader_config),
+        detector_device=resolve_device(detector.device) if detector is not None else None,
+    ) as loader:
         results = loader.load([(index, item.path) for index, item in todo])
-        classifier = VideoClassifier(run.checkpoint, run.device)
+        classifier = load_classifier(run.checkpoint, run.checkpoint_sha256, run.device)
         batch: list[ClipResult] = []
 
         def record(result: ClipResult, **outcome: Any) -> ClipRecord:

@@ -23,17 +23,6 @@ from torch import nn
 
 from kifaru.detection.yolox import YOLOX, BaseConv, Bottleneck, CSPLayer, space_to_depth
 
-# Picture heights are rounded up to this many input rows, so that a handful of banded networks
-# serve every frame size (each is exported once per machine).
-BAND_STEP = 32
-
-
-def band_rows(content_rows: int, input_height: int) -> int:
-    """Input rows a banded network for pictures ``content_rows`` high takes (a multiple of
-    BAND_STEP, at most ``input_height``)."""
-    return min(input_height, BAND_STEP * math.ceil(max(content_rows, 1) / BAND_STEP))
-
-
 class BandedYOLOX(nn.Module):
     """``model`` for inputs whose rows from ``rows`` on are black: takes (N, 3, rows, W) and
     returns what ``model`` returns for the same images padded with black to ``input_height``."""

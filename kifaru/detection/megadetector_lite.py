@@ -26,13 +26,14 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
-from kifaru.device import resolve_device
+from kifaru.device import resolve_device, usable_cores
 from kifaru.files import atomic_write
+from kifaru.memory import release_freed_memory
 from kifaru.models.registry import MEGADETECTOR_LITE, ModelEntry
 from kifaru.models.weights import model_cache_dir, resolve_weights
 
@@ -46,6 +47,17 @@ CPU_BATCH = 4
 # How far ONNX Runtime may differ from PyTorch on the probe images before it is not used.
 _MAX_PROB_DIFF = 1e-4
 _MAX_BOX_DIFF_PX = 0.05
+
+
+# Picture heights are rounded up to this many input rows, so that a handful of banded networks
+# serve every frame size (each is exported once per machine).
+BAND_STEP = 32
+
+
+def band_rows(content_rows: int, input_height: int) -> int:
+    """Input rows a banded network for pictures ``content_rows`` high takes (a multiple of
+    BAND_STEP, at most ``input_height``)."""
+    return min(input_height, BAND_STEP * math.ceil(max(content_rows, 1) / BAND_STEP))
 
 
 @dataclass(frozen=True)
@@ -144,28 +156,39 @@ class MegadetectorLite:
         self, weights: Path, device: str = "cpu", runtime: str = "auto", weights_sha256: Optional[str] = None
     ) -> None:
         """``weights_sha256``: the file's sha256 when already known (it names the ONNX export)."""
-        import torch
-
-        from kifaru.detection.yolox import YOLOX
-
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.weights = Path(weights)
         self.device = device
-        checkpoint = torch.load(self.weights, map_location="cpu", weights_only=True)
-        model = YOLOX(num_classes=1, depth=0.33, width=0.375)
-        model.load_state_dict(checkpoint["model"] if "model" in checkpoint else checkpoint)
-        self._model = model.eval().to(device)
+        self._torch_model: Any = None
+        self._torch_lock = threading.Lock()
         self._onnx: Optional[_OnnxNetworks] = None
         self._pool = None
         self.runtime = "torch"
         if device == "cpu" and runtime in ("auto", "onnxruntime"):
-            self._onnx = _OnnxNetworks.load(self._model, self.weights, weights_sha256, required=runtime == "onnxruntime")
-        if self._onnx is not None:
+            self._onnx = _OnnxNetworks.load(self.torch_model, self.weights, weights_sha256, required=runtime == "onnxruntime")
+        if self._onnx is None:
+            self.torch_model()  # a damaged file fails here, not at the first frame
+        else:
             self.runtime = "onnxruntime"
             # Single-threaded ONNX Runtime calls run concurrently, one per core.
-            self._cores = _usable_cores()
+            self._cores = usable_cores()
             self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="megadetector-lite")
+
+    def torch_model(self) -> Any:
+        """The PyTorch network, built on first use: with ONNX Runtime and its exports already in
+        the model cache, a process never needs PyTorch (about 400 MB less memory per process)."""
+        with self._torch_lock:
+            if self._torch_model is None:
+                import torch
+
+                from kifaru.detection.yolox import YOLOX
+
+                checkpoint = torch.load(self.weights, map_location="cpu", weights_only=True)
+                model = YOLOX(num_classes=1, depth=0.33, width=0.375)
+                model.load_state_dict(checkpoint["model"] if "model" in checkpoint else checkpoint)
+                self._torch_model = model.eval().to(self.device)
+            return self._torch_model
 
     def __repr__(self) -> str:
         return f"MegadetectorLite({self.weights.name}, device={self.device}, runtime={self.runtime})"
@@ -179,7 +202,7 @@ class MegadetectorLite:
         import torch
 
         with torch.inference_mode():
-            return self._model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+            return self.torch_model()(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
 
     @property
     def uses_every_core(self) -> bool:
@@ -238,11 +261,6 @@ class MegadetectorLite:
         return [found for chunk in results for found in chunk]
 
 
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=4)
@@ -286,8 +304,8 @@ class _OnnxNetworks:
     made on first use for each picture height, every one exported once per machine into the model
     cache and kept only if its outputs agree with PyTorch's."""
 
-    def __init__(self, model, onnx_stem: Path, onnxruntime) -> None:
-        self._model = model
+    def __init__(self, torch_model: Callable[[], Any], onnx_stem: Path, onnxruntime) -> None:
+        self._torch_model = torch_model  # builds the PyTorch network when an export is needed
         self._stem = onnx_stem
         self._onnxruntime = onnxruntime
         self._options = onnxruntime.SessionOptions()
@@ -298,7 +316,7 @@ class _OnnxNetworks:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model, weights: Path, weights_sha256: Optional[str], required: bool) -> Optional["_OnnxNetworks"]:
+    def load(cls, torch_model: Callable[[], Any], weights: Path, weights_sha256: Optional[str], required: bool) -> Optional["_OnnxNetworks"]:
         """The full network's session ready, or None (with the reason logged) when unavailable."""
         try:
             import onnxruntime
@@ -310,7 +328,7 @@ class _OnnxNetworks:
         from kifaru.models.download import sha256_of
 
         stem = model_cache_dir() / "onnx" / f"{weights.stem}-{(weights_sha256 or sha256_of(weights))[:12]}"
-        networks = cls(model, stem, onnxruntime)
+        networks = cls(torch_model, stem, onnxruntime)
         try:
             networks._sessions[0] = networks._session(0)
         except Exception as error:  # any exporter/runtime failure: PyTorch still works
@@ -321,8 +339,6 @@ class _OnnxNetworks:
         return networks
 
     def run(self, batch: np.ndarray, content_rows: Optional[int]) -> np.ndarray:
-        from kifaru.detection.banded import band_rows
-
         rows = band_rows(content_rows, batch.shape[2]) if content_rows else batch.shape[2]
         # Banded networks are made for the usual 640x640 input only (zamba's default).
         if rows < batch.shape[2] and batch.shape[2:] == (640, 640):
@@ -347,8 +363,10 @@ class _OnnxNetworks:
         """rows 0: the full network; else the banded one taking that many input rows."""
         path = self._stem.with_name(self._stem.name + (f"-rows{rows}" if rows else "") + ".onnx")
         if not path.is_file():
-            _export_checked(self._model, rows, path, self._onnxruntime, self._options)
-        return self._onnxruntime.InferenceSession(str(path), self._options, providers=["CPUExecutionProvider"])
+            _export_checked(self._torch_model(), rows, path, self._onnxruntime, self._options)
+        session = self._onnxruntime.InferenceSession(str(path), self._options, providers=["CPUExecutionProvider"])
+        release_freed_memory()  # the buffers ONNX Runtime used to build it
+        return session
 
 
 def _export_checked(model, rows: int, onnx_path: Path, onnxruntime, options) -> None:

@@ -13,7 +13,6 @@ Reading never runs code from the file: it is loaded with ``weights_only=True``, 
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -22,28 +21,17 @@ from torch import nn
 
 from kifaru.config.base import did_you_mean
 from kifaru.exceptions import CheckpointError
+from kifaru.models.checkpoint_info import ATTRIBUTE_DICTS, VideoModelCheckpoint, checked_checkpoint
+
+__all__ = ["VideoModelCheckpoint", "model_from_checkpoint", "read_checkpoint", "register_model_class", "write_checkpoint"]
 
 # What kifaru writes as "pytorch-lightning_version" (zamba's loader requires the key).
 LIGHTNING_VERSION = "2.5.0"
 
 
-# Lightning pickles hyper-parameters as its AttributeDict (a dict subclass): read as plain dicts,
-# so checkpoints load without Lightning and without running code from the file.
-_SAFE_GLOBALS = [
-    (dict, f"{module}.AttributeDict")
-    for module in ("lightning_fabric.utilities.data", "lightning.fabric.utilities.data", "pytorch_lightning.utilities.parsing")
-]
-
-
-@dataclass
-class VideoModelCheckpoint:
-    """What a checkpoint holds."""
-
-    path: Path
-    model_class: str
-    species: list[str]
-    state_dict: dict[str, torch.Tensor]
-    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+# Lightning's AttributeDict read as a plain dict: checkpoints load without Lightning and
+# without running code from the file.
+_SAFE_GLOBALS = [(dict, name) for name in ATTRIBUTE_DICTS]
 
 
 def read_checkpoint(path: Path) -> VideoModelCheckpoint:
@@ -53,7 +41,7 @@ def read_checkpoint(path: Path) -> VideoModelCheckpoint:
         raise CheckpointError(path, "no such file; give the path of a .ckpt file (zamba's or kifaru's)")
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            raw = _load(path)
     except pickle.UnpicklingError as error:
         refused = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line]
         if not refused:  # not a pickle torch understands
@@ -63,16 +51,17 @@ def read_checkpoint(path: Path) -> VideoModelCheckpoint:
         ) from error
     except Exception as error:  # not a torch file, truncated, ...
         raise CheckpointError(path, f"not a readable torch checkpoint ({_first_line(error)}); is the file complete?") from error
-    if not isinstance(raw, dict) or not isinstance(raw.get("state_dict"), dict):
-        raise CheckpointError(path, "no 'state_dict' in it: not a zamba or kifaru video-model checkpoint")
-    hparams = dict(raw.get("hyper_parameters") or {})
-    for key in ("model_class", "species"):
-        if key not in hparams:
-            raise CheckpointError(path, f"its hyper_parameters have no '{key}': not a zamba or kifaru video-model checkpoint")
-    species = hparams["species"]
-    if not isinstance(species, (list, tuple)) or not species or not all(isinstance(s, str) for s in species):
-        raise CheckpointError(path, f"hyper_parameters 'species' must be a non-empty list of names, not {species!r}")
-    return VideoModelCheckpoint(path, str(hparams["model_class"]), list(species), raw["state_dict"], hparams)
+    return checked_checkpoint(path, raw)
+
+
+def _load(path: Path) -> Any:
+    # Memory-mapped: the weights are copied once, into the model, not first into a second copy.
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)  # the pre-2020 format
 
 
 def _first_line(error: Exception) -> str:
@@ -160,7 +149,10 @@ def model_from_checkpoint(checkpoint: VideoModelCheckpoint) -> nn.Module:
     builder = _BUILDERS.get(checkpoint.model_class)
     if builder is None:
         raise _unknown_model_class(checkpoint.path, checkpoint.model_class)
-    model = builder(checkpoint.hyper_parameters, len(checkpoint.species))
+    try:
+        model = builder(checkpoint.hyper_parameters, len(checkpoint.species))
+    except (ValueError, TypeError) as error:  # hyper_parameters a builder cannot use
+        raise CheckpointError(checkpoint.path, f"its hyper_parameters do not describe a {checkpoint.model_class} ({error})") from error
     expected = model.state_dict()
     state = normalize_keys(checkpoint.state_dict, set(expected))
     missing = sorted(set(expected) - set(state))

@@ -1,12 +1,38 @@
-"""A checkpoint's network ready to predict: clips of uint8 frames in, one probability per species out."""
+"""A checkpoint's network ready to predict: clips of uint8 frames in, one probability per species out.
+
+:func:`load_classifier` picks the runtime: ONNX Runtime for TimeDistributedEfficientNet on the CPU
+(kifaru.models.onnx_classifier), PyTorch otherwise. Env ``KIFARU_CLASSIFIER_RUNTIME`` = ``torch``
+or ``onnxruntime`` overrides the choice.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
-from kifaru.models.checkpoint import VideoModelCheckpoint, input_transform, model_from_checkpoint
+from kifaru.models.checkpoint_info import VideoModelCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+def load_classifier(checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, device: str = "cpu") -> Any:
+    """A classifier (``predict_proba``, ``species``, ``num_frames``, ``device``) for the checkpoint."""
+    runtime = os.environ.get("KIFARU_CLASSIFIER_RUNTIME", "auto")
+    if device == "cpu" and runtime != "torch":
+        from kifaru.models import onnx_classifier
+
+        if checkpoint.model_class == onnx_classifier.MODEL_CLASS:
+            try:
+                return onnx_classifier.load_onnx_time_distributed(checkpoint, checkpoint_sha256)
+            except Exception as error:  # PyTorch still works (and names a damaged checkpoint clearly)
+                if runtime == "onnxruntime":
+                    raise
+                log.warning("ONNX Runtime cannot run %s (%s); using PyTorch", checkpoint.path, error)
+    return VideoClassifier.from_file(checkpoint.path, device)
 
 
 class VideoClassifier:
@@ -14,6 +40,8 @@ class VideoClassifier:
 
     def __init__(self, checkpoint: VideoModelCheckpoint, device: str = "cpu") -> None:
         import torch
+
+        from kifaru.models.checkpoint import input_transform, model_from_checkpoint
 
         self.species = list(checkpoint.species)
         self.model_class = checkpoint.model_class
@@ -24,6 +52,12 @@ class VideoClassifier:
             # oneDNN's convolutions are about twice as fast with channels-last tensors on the CPU.
             model = model.to(memory_format=torch.channels_last)
         self.model = model.to(device).eval()
+
+    @classmethod
+    def from_file(cls, path: Path, device: str = "cpu") -> "VideoClassifier":
+        from kifaru.models.checkpoint import read_checkpoint
+
+        return cls(read_checkpoint(path), device)
 
     @property
     def num_frames(self) -> int | None:

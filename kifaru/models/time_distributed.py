@@ -12,13 +12,14 @@ dict holds those tensors twice), ``classifier.*`` is the head.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
+from kifaru.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+
 BACKBONE_NAME = "efficientnetv2_rw_m"
-# Inputs: THWC uint8 frames -> TCHW floats in 0..1, normalised with ImageNet's statistics.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class _TimeDistributed(nn.Module):
@@ -37,15 +38,16 @@ class _TimeDistributed(nn.Module):
 class TimeDistributedEfficientNet(nn.Module):
     """``forward``: (batch, frames, 3, H, W) normalised floats -> (batch, species) logits."""
 
-    def __init__(self, num_classes: int, num_frames: int = 16) -> None:
+    def __init__(self, num_classes: int, num_frames: int = 16, backbone_name: Optional[str] = None) -> None:
+        """``backbone_name``: another timm EfficientNet (tests use timm's tiny ``test_efficientnet``)."""
         super().__init__()
         import timm
 
-        efficientnet = timm.create_model(BACKBONE_NAME, pretrained=False)
+        efficientnet = timm.create_model(backbone_name or BACKBONE_NAME, pretrained=False)
         efficientnet.classifier = nn.Identity()
         self.num_frames = num_frames
         self.backbone = nn.ModuleList(
-            [efficientnet.get_submodule("blocks.5"), efficientnet.conv_head, efficientnet.bn2, efficientnet.global_pool]
+            [efficientnet.blocks[-1], efficientnet.conv_head, efficientnet.bn2, efficientnet.global_pool]
         )
         self.base = _TimeDistributed(efficientnet)
         self.classifier = nn.Sequential(

@@ -10,6 +10,7 @@ retried one at a time, and the one that crashes again alone is recorded as a fai
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import warnings
 from collections import deque
@@ -23,6 +24,7 @@ import numpy as np
 
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import KifaruError
+from kifaru.memory import release_freed_memory
 
 # Failure stages, as written in failure records.
 STAGE_FILE = "file"  # the path is missing, a folder, or not a video
@@ -76,39 +78,53 @@ def load_clip(loader: Any, index: int, path: Path) -> ClipResult:
 _worker_loader: Any = None
 
 
-def _init_worker(config_json: dict, detector_weights: Optional[str]) -> None:
-    global _worker_loader
-    # Ctrl-C reaches the whole process group: the main process decides what happens.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
-
-    torch.set_num_threads(1)  # the detector (ONNX Runtime) has its own threads
+def _make_loader(config: VideoLoaderConfig, detector_weights: Optional[Path], detector_device: Optional[str]) -> Any:
     from kifaru.video.loader import FrameLoader
 
-    config = VideoLoaderConfig.model_validate(config_json)
     detector = None
     if config.megadetector_lite_config is not None and detector_weights is not None:
         from kifaru.detection.megadetector_lite import load_megadetector_lite
 
-        detector = load_megadetector_lite(Path(detector_weights), device=config.megadetector_lite_config.device)
-    _worker_loader = FrameLoader(config, detector=detector)
+        detector = load_megadetector_lite(detector_weights, device=detector_device or config.megadetector_lite_config.device)
+    return FrameLoader(config, detector=detector)
+
+
+def _init_worker(config_json: dict, detector_weights: Optional[str], detector_device: Optional[str]) -> None:
+    global _worker_loader
+    # Ctrl-C reaches the whole process group: the main process decides what happens.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # PyTorch is imported here only if the detector must fall back to it (or export to ONNX once):
+    # one thread each, as every worker runs beside the others and the model.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    config = VideoLoaderConfig.model_validate(config_json)
+    _worker_loader = _make_loader(config, Path(detector_weights) if detector_weights else None, detector_device)
 
 
 def _load_in_worker(index: int, path: str) -> ClipResult:
+    # The previous clip's frames (tens of MB, freed once sent) would otherwise stay with the allocator.
+    release_freed_memory()
     return load_clip(_worker_loader, index, Path(path))
 
 
 class ClipLoader:
     """Loads clips in ``num_workers`` processes (0: in this process), results as they complete.
 
-    ``detector_weights``: the MegadetectorLite weights the workers use (resolved once by the
-    caller, so that no worker downloads anything).
+    ``detector_weights`` and ``detector_device``: the MegadetectorLite weights and device the
+    workers use, resolved once by the caller (so that no worker downloads anything, and a worker
+    on the CPU never imports PyTorch to look for a GPU).
     """
 
-    def __init__(self, config: VideoLoaderConfig, num_workers: int, detector_weights: Optional[Path] = None) -> None:
+    def __init__(
+        self,
+        config: VideoLoaderConfig,
+        num_workers: int,
+        detector_weights: Optional[Path] = None,
+        detector_device: Optional[str] = None,
+    ) -> None:
         self.config = config
         self.num_workers = num_workers
         self.detector_weights = detector_weights
+        self.detector_device = detector_device
         self._pool: Optional[ProcessPoolExecutor] = None
         self._local_loader: Any = None
         if num_workers > 0:
@@ -120,7 +136,11 @@ class ClipLoader:
             self.num_workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.config.model_dump(mode="json"), str(self.detector_weights) if self.detector_weights else None),
+            initargs=(
+                self.config.model_dump(mode="json"),
+                str(self.detector_weights) if self.detector_weights else None,
+                self.detector_device,
+            ),
         )
 
     def close(self) -> None:
@@ -144,15 +164,8 @@ class ClipLoader:
             yield from self._load_in_workers(paths)
 
     def _load_here(self, paths: Sequence[tuple[int, Path]]) -> Iterator[ClipResult]:
-        from kifaru.video.loader import FrameLoader
-
         if self._local_loader is None:
-            detector = None
-            if self.config.megadetector_lite_config is not None and self.detector_weights is not None:
-                from kifaru.detection.megadetector_lite import load_megadetector_lite
-
-                detector = load_megadetector_lite(self.detector_weights, device=self.config.megadetector_lite_config.device)
-            self._local_loader = FrameLoader(self.config, detector=detector)
+            self._local_loader = _make_loader(self.config, self.detector_weights, self.detector_device)
         for index, path in paths:
             yield load_clip(self._local_loader, index, path)
 

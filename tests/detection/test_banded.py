@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from kifaru.detection import megadetector_lite
-from kifaru.detection.banded import BAND_STEP, BandedYOLOX, band_rows
+from kifaru.detection.banded import BandedYOLOX
+from kifaru.detection.megadetector_lite import BAND_STEP, band_rows
 from kifaru.detection.megadetector_lite import MegadetectorLite, fit_to_input, to_batch
 from kifaru.detection.yolox import YOLOX
 

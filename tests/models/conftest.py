@@ -117,3 +117,25 @@ def http_server(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def lightning_attribute_dict(monkeypatch):
+    """A stand-in for Lightning's AttributeDict (zamba pickles hyper-parameters as one), importable
+    while checkpoints are saved. Call ``.uninstall()`` to read them back as kifaru's venv would,
+    without Lightning."""
+    import sys
+    import types
+
+    fake = types.ModuleType("lightning_fabric.utilities.data")
+
+    class AttributeDict(dict):
+        @staticmethod
+        def uninstall() -> None:
+            monkeypatch.delitem(sys.modules, fake.__name__)
+
+    AttributeDict.__module__, AttributeDict.__qualname__ = fake.__name__, "AttributeDict"
+    fake.AttributeDict = AttributeDict
+    for name in ("lightning_fabric", "lightning_fabric.utilities", fake.__name__):
+        monkeypatch.setitem(sys.modules, name, fake if name == fake.__name__ else types.ModuleType(name))
+    return AttributeDict

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
-import types
 
 import pytest
 import torch
@@ -64,20 +62,11 @@ def test_normalize_keys_leaves_matching_keys_alone():
     assert normalize_keys(state, expected) == {"model.a": 1, "b": 2, "c": 3}
 
 
-def test_lightning_attribute_dict_loads_without_lightning(tmp_path, tiny_class, monkeypatch):
+def test_lightning_attribute_dict_loads_without_lightning(tmp_path, tiny_class, lightning_attribute_dict):
     """zamba's checkpoints pickle hyper-parameters as Lightning's AttributeDict."""
-    fake = types.ModuleType("lightning_fabric.utilities.data")
-
-    class AttributeDict(dict):
-        pass
-
-    AttributeDict.__module__, AttributeDict.__qualname__ = fake.__name__, "AttributeDict"
-    fake.AttributeDict = AttributeDict
-    for name in ("lightning_fabric", "lightning_fabric.utilities", "lightning_fabric.utilities.data"):
-        monkeypatch.setitem(sys.modules, name, fake if name.endswith("data") else types.ModuleType(name))
-    hparams = AttributeDict(model_class="TinyVideoModel", species=["cat"], lr=0.001)
+    hparams = lightning_attribute_dict(model_class="TinyVideoModel", species=["cat"], lr=0.001)
     path = _save(tmp_path / "zamba.ckpt", tiny_class(1).state_dict(), hparams, global_step=7)
-    monkeypatch.delitem(sys.modules, "lightning_fabric.utilities.data")  # as in kifaru's venv
+    lightning_attribute_dict.uninstall()  # as in kifaru's venv
     checkpoint = read_checkpoint(path)
     assert type(checkpoint.hyper_parameters) is dict and checkpoint.species == ["cat"]
 
@@ -134,3 +123,17 @@ def test_weights_that_do_not_fit_the_species_are_refused(tmp_path, tiny_class):
     path = _save(tmp_path / "partial.ckpt", state, {"model_class": "TinyVideoModel", "species": ["a", "b"]})
     with pytest.raises(CheckpointError, match=r"1 tensors missing \(first: model.1.bias\)"):
         model_from_checkpoint(read_checkpoint(path))
+
+
+def test_hyper_parameters_a_model_cannot_use_are_refused_naming_the_file(tmp_path):
+    path = _save(tmp_path / "odd.ckpt", {}, {"model_class": "TimeDistributedEfficientNet", "species": ["a"], "num_frames": "sixteen"})
+    with pytest.raises(CheckpointError, match=r"odd.ckpt: its hyper_parameters do not describe a TimeDistributedEfficientNet"):
+        model_from_checkpoint(read_checkpoint(path))
+
+
+def test_checkpoints_in_the_old_torch_format_still_load(tmp_path, tiny_class):
+    path = tmp_path / "legacy.ckpt"
+    state = tiny_class(2).state_dict()
+    torch.save({"state_dict": state, "hyper_parameters": {"model_class": "TinyVideoModel", "species": ["a", "b"]}}, path, _use_new_zipfile_serialization=False)
+    model = model_from_checkpoint(read_checkpoint(path))
+    assert torch.equal(model.state_dict()["model.1.weight"], state["model.1.weight"])

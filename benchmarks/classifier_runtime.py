@@ -1,0 +1,79 @@
+"""How long TimeDistributedEfficientNet takes per 16-frame clip (240x426) on this CPU, by runtime.
+
+    .venv/bin/python benchmarks/classifier_runtime.py [--checkpoint CKPT] [--repeat 3]
+
+- PyTorch as zamba runs it (contiguous tensors, torch's default threads);
+- PyTorch with channels-last tensors;
+- ONNX Runtime as ``kifaru predict`` runs it (kifaru.models.onnx_classifier: one single-threaded
+  call per core, 4 frames per call), from the export cached in the model cache (made first if
+  missing; the export time is printed apart).
+
+Each figure is the best of --repeat calls on 2 clips (a batch, as predict's default batch_size
+gives), divided by 2, after a warm-up call; the probabilities of every runtime are compared.
+The checkpoint defaults to bench-out/zamba_models/time_distributed_random.ckpt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kifaru.models import onnx_classifier
+from kifaru.models.checkpoint_info import read_checkpoint_info
+from kifaru.models.download import sha256_of
+from kifaru.models.runner import VideoClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def best_per_clip(predict, clips: list[np.ndarray], repeat: int) -> tuple[float, np.ndarray]:
+    out = predict(clips)  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = predict(clips)
+        best = min(best, time.perf_counter() - start)
+    return best / len(clips), out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "bench-out" / "zamba_models" / "time_distributed_random.ckpt")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 256, (16, 240, 426, 3), dtype=np.uint8) for _ in range(2)]
+
+    rows = []
+    plain = VideoClassifier.from_file(args.checkpoint)
+    plain.model = plain.model.to(memory_format=torch.contiguous_format)
+    seconds, reference = best_per_clip(plain.predict_proba, clips, args.repeat)
+    rows.append(("PyTorch, contiguous (as zamba)", seconds, 0.0))
+    del plain
+    channels_last = VideoClassifier.from_file(args.checkpoint)
+    seconds, out = best_per_clip(channels_last.predict_proba, clips, args.repeat)
+    rows.append(("PyTorch, channels-last", seconds, float(np.abs(out - reference).max())))
+    del channels_last
+
+    sha = sha256_of(args.checkpoint)
+    start = time.perf_counter()
+    classifier = onnx_classifier.load_onnx_time_distributed(read_checkpoint_info(args.checkpoint), sha)
+    loaded = time.perf_counter() - start
+    seconds, out = best_per_clip(classifier.predict_proba, clips, args.repeat)
+    rows.append(("ONNX Runtime (kifaru predict)", seconds, float(np.abs(out - reference).max())))
+
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(f"ONNX Runtime classifier ready in {loaded:.1f} s (includes the one-time export when it was not cached)\n")
+    print("| runtime | s per clip | vs zamba's way | max probability difference |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, seconds, difference in rows:
+        print(f"| {name} | {seconds:.2f} | {rows[0][1] / seconds:.2f}x | {difference:.1e} |")
+
+
+if __name__ == "__main__":
+    main()

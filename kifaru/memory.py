@@ -1,0 +1,33 @@
+"""Giving freed memory back to the operating system.
+
+glibc keeps memory that large temporary buffers used (ONNX Runtime builds its sessions with
+several hundred MB of them; a clip's decoded frames are tens of MB) for later reuse, so a process's
+footprint stays at its peak. ``malloc_trim`` returns it: after loading a model and after each clip
+in a loading process this keeps a run's memory near what it really holds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from typing import Any, Optional
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> Optional[Any]:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
+
+
+def release_freed_memory() -> bool:
+    """Return freed heap memory to the system; False where that is not possible (not glibc)."""
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
