@@ -1,8 +1,7 @@
 """TimeDistributedEfficientNet in ONNX Runtime on the CPU: faster than PyTorch here, and without it.
 
-On this project's 2-core CPU the EfficientNet takes ~3.0 s per 16-frame clip in ONNX Runtime
-against ~5 s in PyTorch (channels-last) and ~7 s in PyTorch as zamba runs it
-(``benchmarks/classifier_runtime.py``). The process that predicts then never imports PyTorch
+On this project's 2-core CPU the EfficientNet takes 3.2 s per 16-frame clip in ONNX Runtime
+against 6.9 s in PyTorch as zamba runs it (``benchmarks/classifier_runtime.py``). The process that predicts then never imports PyTorch
 either, which keeps about 500 MB out of memory.
 
 The network is exported once per checkpoint (by its sha256) into the model cache, as two graphs:
