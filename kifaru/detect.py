@@ -25,7 +25,7 @@ from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError, KifaruError
 from kifaru.files import atomic_write
 from kifaru.models.registry import MEGADETECTOR_LITE
-from kifaru.progress import ProgressLog, read_progress
+from kifaru.progress import ProgressLog, file_fingerprint, read_progress
 
 DETECTIONS_JSON = "detections.json"
 SUMMARY_CSV = "detection_summary.csv"
@@ -123,7 +123,7 @@ def detect_files(
     with ProgressLog(progress_path, _progress_header(config)) as log:
         for path in paths:
             previous = done.get(str(path))
-            if previous is not None and previous.fingerprint == _fingerprint(path):
+            if previous is not None and previous.fingerprint == file_fingerprint(path):
                 record, skipped = previous, skipped + 1
             else:
                 record = _detect_one(loader, path)
@@ -136,7 +136,7 @@ def detect_files(
 
 
 def _detect_one(loader: Any, path: Path) -> FileRecord:
-    fingerprint = _fingerprint(path)
+    fingerprint = file_fingerprint(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # partial decodes are in found.warnings
@@ -171,14 +171,6 @@ def _looks_like_image(path: Path) -> bool:
     from kifaru.video.media import is_image
 
     return is_image(path)
-
-
-def _fingerprint(path: Path) -> Optional[list]:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return [stat.st_size, stat.st_mtime_ns]
 
 
 # -- progress file --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from kifaru.config.run import PredictConfig
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
 from kifaru.files import atomic_write
-from kifaru.progress import ProgressLog, read_header, read_progress
+from kifaru.progress import ProgressLog, file_fingerprint, read_header, read_progress
 from kifaru.video.parallel import STAGE_FILE, STAGE_FRAMES, ClipResult
 
 PREDICTIONS_CSV = "zamba_predictions.csv"
@@ -315,7 +315,7 @@ def predict_model(
     unreadable, todo = [], []
     for index, item in enumerate(files):
         previous = earlier.get(item.filepath)
-        if previous is not None and previous.fingerprint == _fingerprint(item.path):
+        if previous is not None and previous.fingerprint == file_fingerprint(item.path):
             records[item.filepath] = previous
         elif item.failure is not None:
             unreadable.append(ClipRecord(item.filepath, stage=STAGE_FILE, reason=item.failure))
@@ -370,7 +370,7 @@ def _predict_clips(run: PredictRun, todo: Sequence[tuple[int, InputFile]], finis
 
     config = run.predict_config
     by_index = {index: item for index, item in todo}
-    fingerprints = {index: _fingerprint(item.path) for index, item in todo}
+    fingerprints = {index: file_fingerprint(item.path) for index, item in todo}
     # Workers start loading clips while the model is read into memory.
     detector = run.video_loader_config.megadetector_lite_config
     with ClipLoader(
@@ -432,14 +432,6 @@ def _detector_weights(config: VideoLoaderConfig) -> Optional[Path]:
     from kifaru.models.weights import resolve_weights
 
     return resolve_weights(MEGADETECTOR_LITE)
-
-
-def _fingerprint(path: Path) -> Optional[list]:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return [stat.st_size, stat.st_mtime_ns]
 
 
 def _progress_header(run: PredictRun) -> dict[str, Any]:

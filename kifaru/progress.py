@@ -84,3 +84,13 @@ def read_progress(path: Path, header: dict[str, Any]) -> Optional[list[dict[str,
             if isinstance(item, dict):
                 records.append(item)
     return records
+
+
+def file_fingerprint(path: Path) -> Optional[list]:
+    """[size, mtime_ns] of a file (None if it cannot be read): a record made for a file that has
+    changed since is not reused."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
