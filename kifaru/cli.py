@@ -110,21 +110,14 @@ def _detect_inputs(args: argparse.Namespace) -> tuple[list[Path], Optional[Path]
 
 
 def _read_filepaths_csv(path: Path) -> list[Path]:
-    import csv
+    from kifaru.inputs import read_filepaths_csv
 
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            if "filepath" not in (reader.fieldnames or []):
-                raise ConfigError(f"--filepaths {path}: needs a 'filepath' column (found: {', '.join(reader.fieldnames or []) or 'none'})")
-            files = [Path(row["filepath"]) for row in reader if row.get("filepath")]
-    except OSError as error:
-        raise ConfigError(f"--filepaths {path}: cannot read it ({error.strerror})") from None
-    unique = list(dict.fromkeys(files))
-    if len(unique) < len(files):
-        print(f"warning: --filepaths {path}: {len(files) - len(unique)} duplicate rows ignored", file=sys.stderr)
-    if not unique:
-        raise ConfigError(f"--filepaths {path}: no file listed")
+    listed, repeated_rows = read_filepaths_csv(path, "--filepaths")
+    # Repeats as paths ("a.mp4" and "./a.mp4" are one file), not only as written.
+    unique = list(dict.fromkeys(Path(p) for p in listed))
+    repeats = repeated_rows + len(listed) - len(unique)
+    if repeats:
+        print(f"warning: --filepaths {path}: {repeats} duplicate rows ignored", file=sys.stderr)
     return unique
 
 

@@ -219,10 +219,9 @@ def _input_file(filepath: str) -> InputFile:
 def _check_outputs(save_dir: Path, overwrite: bool) -> None:
     if overwrite or (save_dir / PROGRESS_FILE).exists():
         return  # an interrupted run in this folder is continued
-    existing = [name for name in (PREDICTIONS_CSV,) if (save_dir / name).exists()]
-    if existing:
+    if (save_dir / PREDICTIONS_CSV).exists():
         raise ConfigError(
-            f"save_dir {save_dir} already holds {', '.join(existing)}: pass --overwrite (overwrite: true) "
+            f"save_dir {save_dir} already holds {PREDICTIONS_CSV}: pass --overwrite (overwrite: true) "
             "to replace it, or choose another save_dir"
         )
 
