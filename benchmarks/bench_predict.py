@@ -49,7 +49,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import re
 import shlex
 import shutil

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from kifaru.config.video import VideoLoaderConfig
-from kifaru.exceptions import ConfigError, KifaruError
+from kifaru.exceptions import ConfigError
+from kifaru.failures import read_failure
 from kifaru.files import atomic_write
 from kifaru.models.registry import MEGADETECTOR_LITE
 from kifaru.progress import ProgressLog, file_fingerprint, read_progress
@@ -141,10 +142,8 @@ def _detect_one(loader: Any, path: Path) -> FileRecord:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # partial decodes are in found.warnings
             found = loader.detect(path)
-    except KifaruError as error:
-        failure = str(error)
     except Exception as error:  # one file must never stop a weekend's run: record it, go on
-        failure = f"{path}: unexpected {type(error).__name__}: {error}"
+        failure = read_failure(error).message(path)
     else:
         failure = None
     if failure is not None:

@@ -32,14 +32,14 @@ from kifaru.config.run import PredictConfig
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
 from kifaru.files import atomic_write
-from kifaru.progress import ProgressLog, file_fingerprint, read_header, read_progress
-from kifaru.video.parallel import STAGE_FILE, STAGE_FRAMES, ClipResult
+from kifaru.progress import ProgressLog, file_fingerprint, read_progress
+from kifaru.failures import STAGE_FILE, STAGE_FRAMES, STAGE_MODEL
+from kifaru.video.parallel import ClipResult
 
 PREDICTIONS_CSV = "zamba_predictions.csv"
 FAILURES_CSV = "zamba_predictions_failures.csv"
 CONFIGURATION_YAML = "predict_configuration.yaml"
 PROGRESS_FILE = ".kifaru-predict-progress.jsonl"
-STAGE_MODEL = "model"  # the model could not run on the clip's frames
 
 
 
@@ -141,6 +141,7 @@ def resolve_predict_run(
     from kifaru.models.checkpoint_info import read_checkpoint_info
     from kifaru.models.download import sha256_of
     from kifaru.models.official import default_model_name
+    from kifaru.models.weights import model_cache_dir, stamped_sha256
 
     config = predict_config
     save_dir = Path(config.save_dir) if config.save_dir is not None else Path.cwd()
@@ -166,15 +167,25 @@ def resolve_predict_run(
     _check_frame_count(checkpoint, loader_config)
     if config.proba_threshold is not None and config.output_class_names:
         warnings.warn(PredictWarning("output_class_names is ignored: proba_threshold gives 0/1 per species"), stacklevel=2)
+    device = _device(config.gpus)
+    # The values used, as zamba records them in predict_configuration.yaml.
     resolved = config.model_copy(
-        update={"checkpoint": checkpoint_path, "save_dir": save_dir, "model_name": family or config.model_name}
+        update={
+            "checkpoint": checkpoint_path,
+            "save_dir": save_dir,
+            "model_name": family or config.model_name,
+            "gpus": (config.gpus or 1) if device.startswith("cuda") else 0,
+            "model_cache_dir": model_cache_dir(config.model_cache_dir),
+        }
     )
+    loader_config = _with_detector_device(loader_config, device)
     return PredictRun(
         predict_config=resolved,
         video_loader_config=loader_config,
         checkpoint=checkpoint,
-        checkpoint_sha256=sha256_of(checkpoint_path),
-        device=_device(config.gpus),
+        # An official checkpoint was hashed when it was checked: its stamp says so while unchanged.
+        checkpoint_sha256=stamped_sha256(checkpoint_path) or sha256_of(checkpoint_path),
+        device=device,
         files=files,
         duplicates=duplicates,
         ignored=ignored,
@@ -219,9 +230,10 @@ def _input_file(filepath: str) -> InputFile:
 def _check_outputs(save_dir: Path, overwrite: bool) -> None:
     if overwrite or (save_dir / PROGRESS_FILE).exists():
         return  # an interrupted run in this folder is continued
-    if (save_dir / PREDICTIONS_CSV).exists():
+    existing = [name for name in (PREDICTIONS_CSV, CONFIGURATION_YAML) if (save_dir / name).exists()]
+    if existing:  # as zamba: either file marks a finished run
         raise ConfigError(
-            f"save_dir {save_dir} already holds {PREDICTIONS_CSV}: pass --overwrite (overwrite: true) "
+            f"save_dir {save_dir} already holds {' and '.join(existing)}: pass --overwrite (overwrite: true) "
             "to replace it, or choose another save_dir"
         )
 
@@ -272,6 +284,16 @@ def _check_frame_count(checkpoint: Any, config: VideoLoaderConfig) -> None:
         )
 
 
+def _with_detector_device(config: VideoLoaderConfig, device: str) -> VideoLoaderConfig:
+    """The detector's device resolved (zamba records it): where it is not given, the run's GPU
+    if it has one, else the CPU."""
+    detector = config.megadetector_lite_config
+    if detector is None or detector.device not in (None, "auto"):
+        return config
+    detector_device = device if device.startswith("cuda") else "cpu"
+    return config.model_copy(update={"megadetector_lite_config": detector.model_copy(update={"device": detector_device})})
+
+
 def _device(gpus: Optional[int]) -> str:
     from kifaru.device import resolve_device
 
@@ -284,6 +306,8 @@ def _device(gpus: Optional[int]) -> str:
     available = torch.cuda.device_count()
     if gpus > available:
         raise ConfigError(f"gpus {gpus}: only {available} CUDA GPU(s) here; use gpus: 0 for the CPU")
+    if gpus > 1:
+        warnings.warn(PredictWarning(f"gpus {gpus}: kifaru predict runs the model on one GPU"), stacklevel=3)
     return "cuda"
 
 
@@ -363,7 +387,6 @@ class _NoLog:
 
 
 def _predict_clips(run: PredictRun, todo: Sequence[tuple[int, InputFile]], finish: Callable[[ClipRecord], None]) -> None:
-    from kifaru.device import resolve_device
     from kifaru.models.runner import load_classifier
     from kifaru.video.parallel import ClipLoader
 
@@ -376,10 +399,10 @@ def _predict_clips(run: PredictRun, todo: Sequence[tuple[int, InputFile]], finis
         run.video_loader_config,
         run.loading_processes,
         detector_weights=_detector_weights(run.video_loader_config),
-        detector_device=resolve_device(detector.device) if detector is not None else None,
+        detector_device=detector.device if detector is not None else None,
     ) as loader:
         results = loader.load([(index, item.path) for index, item in todo])
-        classifier = load_classifier(run.checkpoint, run.checkpoint_sha256, run.device)
+        classifier = load_classifier(run.checkpoint, run.checkpoint_sha256, run.device, Path(config.model_cache_dir))
         batch: list[ClipResult] = []
 
         def record(result: ClipResult, **outcome: Any) -> ClipRecord:

@@ -8,9 +8,7 @@ known function of the frames, so each row can be checked against the frames kifa
 from __future__ import annotations
 
 import csv
-import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +28,10 @@ from kifaru.predict import (
     PROGRESS_FILE,
     PredictWarning,
     predict_model,
+    resolve_predict_run,
 )
+
+from kifaru.models.weights import model_cache_dir
 from kifaru.video import load_video_frames
 from tests.media import index_frame, make_audio_only, make_clip
 from tests.models.tiny_model import LOADER_CONFIG, SPECIES, expected_probabilities, tiny_model, write_tiny_checkpoint
@@ -129,6 +130,22 @@ def test_outputs_are_written_as_zamba_writes_them(data_dir, checkpoint, tmp_path
     assert configuration["predict_config"]["checkpoint"] == str(checkpoint)
     assert configuration["video_loader_config"]["total_frames"] == LOADER_CONFIG["total_frames"]
     assert "inference_start_time" in configuration
+    # The values used, not the settings left out (zamba writes them so).
+    assert configuration["predict_config"]["gpus"] == 0
+    assert configuration["predict_config"]["model_cache_dir"] == str(model_cache_dir())
+
+
+def test_configuration_records_the_detector_device_and_model_cache_used(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache"))
+    loader = {**LOADER_CONFIG, "evenly_sample_total_frames": False, "megadetector_lite_config": {"confidence": 0.25, "n_frames": 4}}
+    checkpoint = write_tiny_checkpoint(tmp_path / "tiny.ckpt", loader_config=loader)
+    given = tmp_path / "given cache"
+    run_config = resolve_predict_run(PredictConfig(data_dir=data_dir, checkpoint=checkpoint, model_cache_dir=given))
+    assert run_config.predict_config.model_cache_dir == given
+    assert run_config.predict_config.gpus == 0
+    assert run_config.video_loader_config.megadetector_lite_config.device == "cpu"
+    explicit = VideoLoaderConfig(**{**loader, "megadetector_lite_config": {**loader["megadetector_lite_config"], "device": "cuda:1"}})
+    assert resolve_predict_run(PredictConfig(data_dir=data_dir, checkpoint=checkpoint), explicit).video_loader_config.megadetector_lite_config.device == "cuda:1"
 
 
 def test_probability_threshold_and_class_names(data_dir, checkpoint, tmp_path):
@@ -195,6 +212,10 @@ def test_existing_predictions_need_overwrite(data_dir, checkpoint, tmp_path):
     write_tiny_checkpoint(tmp_path / "other.ckpt", seed=5)
     run(data_dir, tmp_path / "other.ckpt", out, overwrite=True)
     assert (out / PREDICTIONS_CSV).read_text() != first
+    # As zamba: the configuration file alone also marks an earlier run.
+    (out / PREDICTIONS_CSV).unlink()
+    with pytest.raises(ConfigError, match=f"already holds {CONFIGURATION_YAML}: pass --overwrite"):
+        run(data_dir, checkpoint, out)
 
 
 def test_dry_run_and_no_save_write_nothing(data_dir, checkpoint, tmp_path):
@@ -300,3 +321,42 @@ def test_worker_processes_give_the_same_outputs(data_dir, checkpoint, tmp_path):
     run(data_dir, checkpoint, tmp_path / "workers", num_workers=2, batch_size=3)
     for name in (PREDICTIONS_CSV, FAILURES_CSV):
         assert (tmp_path / "workers" / name).read_text() == (tmp_path / "here" / name).read_text()
+
+
+UNGUARDED_RUN = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+import tests.models.tiny_model  # registers the tiny model class
+from kifaru.config import PredictConfig
+from kifaru.predict import predict_model
+
+report = predict_model(PredictConfig(data_dir=Path({data!r}), checkpoint=Path({ckpt!r}), save_dir=Path({out!r}), num_workers=2))
+print("predicted", len(report.predicted))
+"""
+
+
+def test_a_script_without_a_main_guard_runs_with_worker_processes(data_dir, checkpoint, tmp_path):
+    """The workers must not run the script again (spawn would): each would start a run of its own."""
+    run(data_dir, checkpoint, tmp_path / "here")
+    script = tmp_path / "script.py"
+    root = str(Path(__file__).resolve().parents[1])
+    script.write_text(UNGUARDED_RUN.format(root=root, data=str(data_dir), ckpt=str(checkpoint), out=str(tmp_path / "script")))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("predicted") == 1
+    for name in (PREDICTIONS_CSV, FAILURES_CSV):
+        assert (tmp_path / "script" / name).read_text() == (tmp_path / "here" / name).read_text()
+
+
+def test_a_checkpoint_checked_when_it_entered_the_cache_is_not_hashed_again(data_dir, tmp_path):
+    from kifaru.models.download import sha256_of
+    from kifaru.models.weights import _write_stamp
+
+    checkpoint = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
+    config = PredictConfig(data_dir=data_dir, checkpoint=checkpoint)
+    assert resolve_predict_run(config).checkpoint_sha256 == sha256_of(checkpoint)
+    _write_stamp(checkpoint, "f" * 64)  # as the weights code stamps a checked official file
+    assert resolve_predict_run(config).checkpoint_sha256 == "f" * 64
+    write_tiny_checkpoint(checkpoint, seed=3)  # changed since: the stamp no longer applies
+    assert resolve_predict_run(config).checkpoint_sha256 == sha256_of(checkpoint)

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import io
 import logging
-import multiprocessing
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -27,6 +26,7 @@ from kifaru.files import atomic_write
 from kifaru.memory import release_freed_memory
 from kifaru.models.checkpoint_info import VideoModelCheckpoint
 from kifaru.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+from kifaru.processes import spawn_context
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,10 @@ _MAX_PROBABILITY_DIFF = 1e-4
 _PROBE_SIZE = (96, 160)
 
 
-def onnx_stem(checkpoint_sha256: str) -> Path:
+def onnx_stem(checkpoint_sha256: str, cache_dir: Optional[Path] = None) -> Path:
     from kifaru.models.weights import model_cache_dir
 
-    return model_cache_dir() / "onnx" / f"time_distributed-{checkpoint_sha256[:16]}"
+    return model_cache_dir(cache_dir) / "onnx" / f"time_distributed-{checkpoint_sha256[:16]}"
 
 
 def _paths(stem: Path) -> tuple[Path, Path]:
@@ -90,9 +90,11 @@ class OnnxTimeDistributed:
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
 
-def load_onnx_time_distributed(checkpoint: VideoModelCheckpoint, checkpoint_sha256: str) -> OnnxTimeDistributed:
+def load_onnx_time_distributed(
+    checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, cache_dir: Optional[Path] = None
+) -> OnnxTimeDistributed:
     """The ONNX Runtime classifier for this checkpoint, exported first if not in the cache."""
-    stem = onnx_stem(checkpoint_sha256)
+    stem = onnx_stem(checkpoint_sha256, cache_dir)
     if not all(path.is_file() for path in _paths(stem)):
         export_in_child_process(checkpoint.path, stem)
     return OnnxTimeDistributed(checkpoint, stem)
@@ -100,7 +102,7 @@ def load_onnx_time_distributed(checkpoint: VideoModelCheckpoint, checkpoint_sha2
 
 def export_in_child_process(checkpoint_path: Path, stem: Path) -> None:
     """Export (and check) in a spawned process; RuntimeError with the child's reason on failure."""
-    context = multiprocessing.get_context("spawn")
+    context = spawn_context()
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_export_checked, args=(str(checkpoint_path), str(stem), send), daemon=True)
     child.start()

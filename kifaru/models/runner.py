@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -19,15 +19,18 @@ from kifaru.models.checkpoint_info import VideoModelCheckpoint
 log = logging.getLogger(__name__)
 
 
-def load_classifier(checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, device: str = "cpu") -> Any:
-    """A classifier (``predict_proba``, ``species``, ``num_frames``, ``device``) for the checkpoint."""
+def load_classifier(
+    checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, device: str = "cpu", cache_dir: Optional[Path] = None
+) -> Any:
+    """A classifier (``predict_proba``, ``species``, ``num_frames``, ``device``) for the checkpoint.
+    ``cache_dir``: the model cache, where exported networks are kept."""
     runtime = os.environ.get("KIFARU_CLASSIFIER_RUNTIME", "auto")
     if device == "cpu" and runtime != "torch":
         from kifaru.models import onnx_classifier
 
         if checkpoint.model_class == onnx_classifier.MODEL_CLASS:
             try:
-                return onnx_classifier.load_onnx_time_distributed(checkpoint, checkpoint_sha256)
+                return onnx_classifier.load_onnx_time_distributed(checkpoint, checkpoint_sha256, cache_dir)
             except Exception as error:  # PyTorch still works (and names a damaged checkpoint clearly)
                 if runtime == "onnxruntime":
                     raise

@@ -368,6 +368,16 @@ def _stamp_matches(path: Path, sha256: str) -> bool:
         return False
 
 
+def stamped_sha256(path: Path) -> Optional[str]:
+    """The sha256 a ``.verified`` stamp gives for ``path`` while its size and modification time
+    are those stamped, else None (no stamp: hash the file)."""
+    try:
+        size, mtime_ns, sha256 = _stamp_path(Path(path)).read_text().split()
+    except (OSError, ValueError):
+        return None
+    return sha256 if _stamp_matches(Path(path), sha256) else None
+
+
 def _write_stamp(path: Path, sha256: str) -> None:
     try:
         _stamp_path(path).write_text(_stamp_text(path, sha256))

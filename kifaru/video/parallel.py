@@ -9,7 +9,6 @@ retried one at a time, and the one that crashes again alone is recorded as a fai
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import warnings
@@ -23,14 +22,10 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from kifaru.config.video import VideoLoaderConfig
-from kifaru.exceptions import KifaruError
+from kifaru.failures import STAGE_FRAMES, STAGE_WORKER, read_failure
 from kifaru.memory import release_freed_memory
+from kifaru.processes import spawn_context
 
-# Failure stages, as written in failure records.
-STAGE_FILE = "file"  # the path is missing, a folder, or not a video
-STAGE_DECODE = "decode"  # the file could not be opened or decoded
-STAGE_FRAMES = "frames"  # decoded, but the frames the model needs were not there
-STAGE_WORKER = "worker"  # decoding it crashed the worker process
 
 
 @dataclass
@@ -52,19 +47,15 @@ class ClipResult:
 
 def load_clip(loader: Any, index: int, path: Path) -> ClipResult:
     """Load one clip with ``loader`` (a :class:`FrameLoader`); never raises for a bad file."""
-    from kifaru.exceptions import MediaNotFoundError
     from kifaru.video.loader import NO_FRAME
 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             loaded = loader.load(path)
-    except MediaNotFoundError as error:
-        return ClipResult(index, path, failure_stage=STAGE_FILE, failure_reason=error.reason)
-    except KifaruError as error:
-        return ClipResult(index, path, failure_stage=STAGE_DECODE, failure_reason=getattr(error, "reason", str(error)))
     except Exception as error:  # one file must never stop a weekend's run: record it, go on
-        return ClipResult(index, path, failure_stage=STAGE_DECODE, failure_reason=f"unexpected {type(error).__name__}: {error}")
+        failure = read_failure(error)
+        return ClipResult(index, path, failure_stage=failure.stage, failure_reason=failure.reason)
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     if NO_FRAME in loaded.source_indices or len(loaded.frames) == 0:
         # Never predict from frames that were not read (zamba would use zeros).
@@ -131,10 +122,9 @@ class ClipLoader:
             self._pool = self._start_pool()
 
     def _start_pool(self) -> ProcessPoolExecutor:
-        # spawn, not fork: the parent may hold threads (PyTorch, ONNX Runtime) that fork would copy half-way.
         return ProcessPoolExecutor(
             self.num_workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=spawn_context(),
             initializer=_init_worker,
             initargs=(
                 self.config.model_dump(mode="json"),

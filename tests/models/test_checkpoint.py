@@ -137,3 +137,81 @@ def test_checkpoints_in_the_old_torch_format_still_load(tmp_path, tiny_class):
     torch.save({"state_dict": state, "hyper_parameters": {"model_class": "TinyVideoModel", "species": ["a", "b"]}}, path, _use_new_zipfile_serialization=False)
     model = model_from_checkpoint(read_checkpoint(path))
     assert torch.equal(model.state_dict()["model.1.weight"], state["model.1.weight"])
+
+
+LIGHTNING_ZAMBA_LIKE = '''
+import sys
+import torch
+import pytorch_lightning as pl
+from torch import nn
+
+
+class ZambaLikeModule(pl.LightningModule):
+    """Saves its hyper-parameters and weights as zamba's LightningModules do."""
+
+    def __init__(self, species, model_class="TinyVideoModel", lr=0.01):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = nn.Sequential(nn.Flatten(), nn.Linear(12, len(species)))
+
+    def forward(self, x):
+        return self.model(x)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = nn.functional.binary_cross_entropy_with_logits(self(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.5)}
+
+
+torch.manual_seed(0)
+x, y = torch.rand(8, 3, 4), torch.randint(0, 2, (8, 2)).float()
+loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+module = ZambaLikeModule(["cat", "dog"])
+trainer = pl.Trainer(
+    max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+    default_root_dir=sys.argv[1],
+    callbacks=[pl.callbacks.ModelCheckpoint(dirpath=sys.argv[1], monitor="train_loss"),
+               pl.callbacks.EarlyStopping(monitor="train_loss", patience=3)],
+)
+trainer.fit(module, loader)
+trainer.save_checkpoint(sys.argv[2])
+torch.save(module(x[:2]).detach(), sys.argv[3])
+'''
+
+
+def test_a_checkpoint_written_by_a_lightning_trainer_loads_without_lightning(tmp_path, tiny_class):
+    """Trainer.save_checkpoint's full form: optimizer, scheduler, loops and callback states beside
+    the weights, hyper-parameters as Lightning's AttributeDict. Read here with Lightning hidden."""
+    pytest.importorskip("pytorch_lightning")
+    import subprocess
+    import sys
+
+    from kifaru.models.checkpoint_info import read_checkpoint_info
+
+    script, path, expected = tmp_path / "train.py", tmp_path / "full.ckpt", tmp_path / "expected.pt"
+    script.write_text(LIGHTNING_ZAMBA_LIKE)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "run"), str(path), str(expected)], check=True, capture_output=True)
+    raw = torch.load(path, weights_only=False)
+    assert {"optimizer_states", "lr_schedulers", "loops", "callbacks", "epoch"} <= set(raw)  # the full form
+
+    hidden = {name: None for name in ("pytorch_lightning", "lightning_fabric", "lightning")}
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(sys.modules):
+            if name.split(".")[0] in hidden:
+                patch.delitem(sys.modules, name)
+        for name in hidden:
+            patch.setitem(sys.modules, name, None)  # importing it fails, as in a venv without it
+        info = read_checkpoint_info(path)
+        checkpoint = read_checkpoint(path)
+    assert (info.model_class, info.species, info.hyper_parameters["lr"]) == ("TinyVideoModel", ["cat", "dog"], 0.01)
+    assert type(checkpoint.hyper_parameters) is dict and checkpoint.species == ["cat", "dog"]
+    model = model_from_checkpoint(checkpoint).eval()
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 4)  # the script's first draw
+    with torch.no_grad():
+        assert torch.allclose(model(x[:2]), torch.load(expected))

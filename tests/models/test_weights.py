@@ -22,6 +22,7 @@ from kifaru.models.weights import (
     model_cache_dir,
     offline_hint,
     resolve_weights,
+    stamped_sha256,
     verify_weights,
 )
 from tests.models.local_index import make_wheel, publish_wheel, sha256, wheel_requests
@@ -233,6 +234,18 @@ def test_the_stamp_saves_hashing_the_same_file_again(tmp_path, hashes, monkeypat
     assert hashes == [path]
     size, mtime_ns, sha = stamp(path).read_text().split()
     assert (int(size), int(mtime_ns), sha) == (len(PAYLOAD), path.stat().st_mtime_ns, ENTRY.weights_sha256)
+
+
+def test_the_stamp_gives_the_sha256_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))
+    path = write(tmp_path / "tiny.pth")
+    assert stamped_sha256(path) is None  # not checked yet
+    verify_weights(ENTRY, path)
+    assert stamped_sha256(path) == ENTRY.weights_sha256
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert stamped_sha256(path) is None
+    stamp(path).write_text("not a stamp")
+    assert stamped_sha256(path) is None
 
 
 def test_a_users_own_copy_gets_no_stamp_beside_it(tmp_path, hashes, monkeypatch):

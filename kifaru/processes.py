@@ -1,0 +1,62 @@
+"""Worker processes that start without re-running the user's script.
+
+kifaru starts its processes with "spawn", not "fork": the parent may hold threads (PyTorch,
+ONNX Runtime) that fork would copy half-way. Plain spawn runs the parent's main script again in
+every child, so a user's script without ``if __name__ == "__main__":`` would start its own run
+in each child, which Python stops with an error, and every clip would fail. kifaru's children only
+run kifaru functions, so they are started without the main script: a script needs no guard.
+"""
+
+from __future__ import annotations
+
+import multiprocessing.context
+import multiprocessing.spawn
+import threading
+from typing import Any
+
+_MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
+_starting = threading.local()  # set while this thread starts one of kifaru's processes
+_install_lock = threading.Lock()
+
+
+def _install_preparation_filter() -> None:
+    """Wrap multiprocessing's description of the parent so that kifaru's children leave out the
+    main script. Processes started by anyone else are described as before."""
+    with _install_lock:
+        original = multiprocessing.spawn.get_preparation_data
+        if getattr(original, "_kifaru_filter", False):
+            return
+
+        def get_preparation_data(name: str) -> dict[str, Any]:
+            data = original(name)
+            if getattr(_starting, "active", False):
+                for key in _MAIN_KEYS:
+                    data.pop(key, None)
+            return data
+
+        get_preparation_data._kifaru_filter = True  # type: ignore[attr-defined]
+        multiprocessing.spawn.get_preparation_data = get_preparation_data
+
+
+class _SpawnProcessWithoutMain(multiprocessing.context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        _install_preparation_filter()
+        _starting.active = True
+        try:
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)
+        finally:
+            _starting.active = False
+
+
+class _SpawnContextWithoutMain(multiprocessing.context.SpawnContext):
+    Process = _SpawnProcessWithoutMain
+
+
+_CONTEXT = _SpawnContextWithoutMain()
+
+
+def spawn_context() -> multiprocessing.context.SpawnContext:
+    """A "spawn" context whose processes do not import the parent's ``__main__``: their targets
+    must be importable functions (kifaru's own)."""
+    return _CONTEXT
