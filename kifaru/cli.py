@@ -18,7 +18,7 @@ from kifaru.config.files import read_config_mapping, validate_config
 from kifaru.exceptions import ConfigError, KifaruError
 
 if TYPE_CHECKING:
-    from kifaru.config import PredictConfig
+    from kifaru.config import KifaruConfig, PredictConfig
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the input could not be processed
@@ -214,17 +214,22 @@ _PREDICT_OPTIONS = {
 }
 
 
-def _predict_configs(args: argparse.Namespace) -> tuple["PredictConfig", Optional[VideoLoaderConfig]]:
-    """Precedence: defaults < the YAML file < options given on the command line (--set is
-    applied later, on top of the model's default loader config when the file has none)."""
+def _run_configs(args: argparse.Namespace, section_name: str, options: dict[str, str]) -> "KifaruConfig":
+    """The YAML file's configs with the options given on the command line put into its
+    ``section_name`` (precedence: defaults < the file < the command line; --set is applied later,
+    on top of the model's default loader config when the file has none)."""
     raw = read_config_mapping(args.config) if args.config is not None else {}
-    section = dict(raw.get("predict_config") or {})
-    given = {field: getattr(args, dest) for dest, field in _PREDICT_OPTIONS.items() if getattr(args, dest) is not None}
+    section = dict(raw.get(section_name) or {})
+    given = {field: getattr(args, dest) for dest, field in options.items() if getattr(args, dest, None) is not None}
     if "model_name" in given and "checkpoint" not in given:
         section.pop("checkpoint", None)  # an explicit --model beats the file's checkpoint
-    merged = {**raw, "predict_config": {**section, **given}}
+    merged = {**raw, section_name: {**section, **given}}
     source = str(args.config) if args.config else "command line"
-    config = validate_config(merged, source=source + (" with command-line options" if args.config else ""))
+    return validate_config(merged, source=source + (" with command-line options" if args.config else ""))
+
+
+def _predict_configs(args: argparse.Namespace) -> tuple["PredictConfig", Optional[VideoLoaderConfig]]:
+    config = _run_configs(args, "predict_config", _PREDICT_OPTIONS)
     return config.predict_config, config.video_loader_config
 
 
@@ -264,6 +269,52 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not report.outputs:
         print(report.predictions_csv(), end="")
     return EXIT_FAILED if report.records and len(report.failed) == len(report.records) else EXIT_OK
+
+
+# train_config fields settable on the command line (zamba train's options, and a few of kifaru's)
+_TRAIN_OPTIONS = {
+    "data_dir": "data_dir",
+    "labels": "labels",
+    "checkpoint": "checkpoint",
+    "model": "model_name",
+    "gpus": "gpus",
+    "num_workers": "num_workers",
+    "batch_size": "batch_size",
+    "save_dir": "save_dir",
+    "overwrite": "overwrite",
+    "dry_run": "dry_run",
+    "max_epochs": "max_epochs",
+    "weight_download_region": "weight_download_region",
+    "skip_load_validation": "skip_load_validation",
+    "model_cache_dir": "model_cache_dir",
+    "resume_from": "resume_from",
+    "cpu_processes": "cpu_processes",
+}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from kifaru.train.runner import train_model
+
+    if args.labels is None and args.config is None:
+        raise ConfigError("give --labels (a CSV with filepath and label columns) or --config (a YAML file with a train_config)")
+    config = _run_configs(args, "train_config", _TRAIN_OPTIONS)
+    loader = config.video_loader_config
+    overrides = _parse_overrides(args.set)
+    if overrides:
+        loader = _video_loader_config(args.config, overrides)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = train_model(config.train_config, loader)
+    for warning in caught:
+        if not issubclass(warning.category, DeprecationWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+    if report.checkpoint is None:
+        print("dry run: one batch of each split trained and scored, nothing saved")
+        return EXIT_OK
+    figures = ", ".join(f"{name} {report.val_metrics[name]:.3f}" for name in ("val_macro_f1", "val_loss") if name in report.val_metrics)
+    print(f"trained {report.epochs} epoch(s) on {len(report.clips.filepaths)} clips ({len(report.failures)} left out); best: {figures}")
+    print(f"wrote {report.checkpoint} and the run's outputs in {report.version_dir}")
+    return EXIT_OK
 
 
 def _device_description(device: str) -> str:
@@ -468,6 +519,31 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("-y", "--yes", action="store_true", help="accepted for zamba compatibility: kifaru never asks")
     predict.add_argument("-q", "--quiet", action="store_true", help="no line per file in logs (failures are still shown)")
     predict.set_defaults(handler=cmd_predict)
+
+    train = commands.add_parser("train", help="train or fine-tune a video model on a labels CSV (as zamba train)")
+    train.add_argument("--labels", type=Path, help="CSV with filepath and label columns (optional: site, split)")
+    train.add_argument("--data-dir", type=Path, help="folder the labels' filepaths are relative to")
+    train.add_argument("--checkpoint", type=Path, help="fine-tune this checkpoint (zamba's or kifaru's .ckpt)")
+    train.add_argument("--model", help="fine-tune an official model (default time_distributed)")
+    train.add_argument("--config", type=Path, help="YAML file with train_config and/or video_loader_config")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE",
+        help="a video_loader_config field, overriding the file (repeatable), e.g. --set fps=4",
+    )
+    train.add_argument("--save-dir", type=Path, help="where version_N/ folders go (default: here)")
+    train.add_argument("-o", "--overwrite", action="store_true", default=None, help="write into --save-dir itself")
+    train.add_argument("--batch-size", type=int, help="clips per step (default 2)")
+    train.add_argument("--num-workers", type=int, help="processes that read videos (default 3)")
+    train.add_argument("--gpus", type=int, help="GPUs to use (DDP when more than one); 0 for the CPU")
+    train.add_argument("--cpu-processes", type=int, help="without a GPU: DDP over this many CPU processes")
+    train.add_argument("--max-epochs", type=int, help="stop after this many epochs (default: early stopping decides)")
+    train.add_argument("--resume-from", type=Path, help="continue an interrupted run from its checkpoints/last.ckpt")
+    train.add_argument("--weight-download-region", choices=["us", "eu", "asia"], help="where official weights come from (default us)")
+    train.add_argument("--model-cache-dir", type=Path, help="where official weights are kept")
+    train.add_argument("--skip-load-validation", action="store_true", default=None, help="accepted for zamba compatibility (every clip is read up front)")
+    train.add_argument("--dry-run", action="store_true", default=None, help="one batch of each split, nothing saved")
+    train.add_argument("-y", "--yes", action="store_true", help="accepted for zamba compatibility: kifaru never asks")
+    train.set_defaults(handler=cmd_train)
 
     models = commands.add_parser("models", help="list the models and fetch their weights")
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")

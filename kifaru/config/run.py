@@ -106,6 +106,14 @@ class SchedulerConfig(StrictConfig):
     scheduler_params: Optional[dict[str, Any]] = None
 
 
+class CheckpointingConfig(StrictConfig):
+    """kifaru: which training checkpoints are kept in ``version_N/checkpoints/`` (to resume from)."""
+
+    monitor: Optional[str] = None  # None: early stopping's monitor, else val_macro_f1
+    every_n_epochs: Optional[int] = Field(None, gt=0)  # also keep one every N epochs
+    keep: int = Field(3, ge=1)  # of those periodic ones, the latest K
+
+
 class TrainConfig(StrictConfig):
     labels: Path
     data_dir: Optional[Path] = None
@@ -128,6 +136,44 @@ class TrainConfig(StrictConfig):
     from_scratch: bool = False
     use_default_model_labels: Optional[bool] = None
     model_cache_dir: Optional[Path] = None
+
+    # -- kifaru's runner (zamba's files never set these; zamba ignores them in hparams) --------
+    lr: Optional[float] = Field(None, gt=0)  # None: the checkpoint's, else 1e-3 (zamba's default)
+    optimizer: str = "Adam"  # a torch.optim class
+    optimizer_params: dict[str, Any] = {}
+    backbone: Optional[str] = None  # a timm model for a TimeDistributed network (new networks only)
+    backbone_pretrained: bool = True  # ImageNet weights for a new backbone (fetched by timm)
+    train_full_backbone: bool = False  # fine-tune all of the backbone, not only its last layers
+    augmentations: list[Any] = []  # kifaru.train.augment: [{name: horizontal_flip, p: 0.5}, ...]
+    checkpointing: CheckpointingConfig = CheckpointingConfig()
+    resume_from: Optional[Path] = None  # a checkpoint in version_N/checkpoints/ (last.ckpt)
+    accumulate_grad_batches: int = Field(1, ge=1)
+    seed: Optional[int] = None
+    loggers: list[str] = ["tensorboard"]  # tensorboard, csv
+    cpu_processes: int = Field(1, ge=1)  # DDP over this many CPU processes when there is no GPU
+
+    @field_validator("augmentations")
+    @classmethod
+    def _known_augmentations(cls, value: list[Any]) -> list[Any]:
+        from kifaru.train.augment import parse_augmentation
+
+        return [parse_augmentation(item) for item in value]
+
+    @field_validator("loggers")
+    @classmethod
+    def _known_loggers(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in ("tensorboard", "csv"):
+                raise ValueError(f"unknown logger '{name}'{did_you_mean(name, {'tensorboard', 'csv'})}; valid: tensorboard, csv")
+        return value
+
+    @model_validator(mode="after")
+    def _from_scratch_rules(self) -> "TrainConfig":
+        if self.from_scratch and self.checkpoint is not None:
+            raise ValueError("from_scratch trains a new network: give model_name, not checkpoint")
+        if self.backbone is not None and not self.from_scratch:
+            raise ValueError("backbone chooses the network of a new model: set from_scratch: true")
+        return self
 
     @field_validator("scheduler_config")
     @classmethod

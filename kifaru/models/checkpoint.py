@@ -109,7 +109,8 @@ def input_transform(model_class: str) -> Callable[[torch.Tensor], Any]:
 def _build_time_distributed(hparams: dict, num_classes: int) -> nn.Module:
     from kifaru.models.time_distributed import TimeDistributedEfficientNet
 
-    return TimeDistributedEfficientNet(num_classes, num_frames=int(hparams.get("num_frames", 16)))
+    # backbone_name: kifaru's own checkpoints of another timm backbone (zamba's are all the default).
+    return TimeDistributedEfficientNet(num_classes, num_frames=int(hparams.get("num_frames", 16)), backbone_name=hparams.get("backbone_name"))
 
 
 def _time_distributed_input(frames: torch.Tensor) -> torch.Tensor:

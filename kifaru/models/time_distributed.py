@@ -38,20 +38,22 @@ class _TimeDistributed(nn.Module):
 class TimeDistributedEfficientNet(nn.Module):
     """``forward``: (batch, frames, 3, H, W) normalised floats -> (batch, species) logits."""
 
-    def __init__(self, num_classes: int, num_frames: int = 16, backbone_name: Optional[str] = None) -> None:
-        """``backbone_name``: another timm EfficientNet (tests use timm's tiny ``test_efficientnet``)."""
+    def __init__(
+        self, num_classes: int, num_frames: int = 16, backbone_name: Optional[str] = None, pretrained: bool = False
+    ) -> None:
+        """``backbone_name``: another timm EfficientNet (tests use timm's tiny ``test_efficientnet``);
+        ``pretrained``: its ImageNet weights, fetched by timm (a new model; a checkpoint has its own)."""
         super().__init__()
         import timm
 
-        efficientnet = timm.create_model(backbone_name or BACKBONE_NAME, pretrained=False)
-        efficientnet.classifier = nn.Identity()
+        efficientnet = timm.create_model(backbone_name or BACKBONE_NAME, pretrained=pretrained)
+        efficientnet.reset_classifier(0)  # pooled features out (zamba: classifier = Identity)
         self.num_frames = num_frames
-        self.backbone = nn.ModuleList(
-            [efficientnet.blocks[-1], efficientnet.conv_head, efficientnet.bn2, efficientnet.global_pool]
-        )
+        self.backbone = nn.ModuleList(_last_layers(efficientnet))
         self.base = _TimeDistributed(efficientnet)
         self.classifier = nn.Sequential(
-            nn.Linear(efficientnet.num_features, 256),
+            # head_hidden_size: what timm networks with a pre-logits layer (MobileNetV3) output.
+            nn.Linear(getattr(efficientnet, "head_hidden_size", None) or efficientnet.num_features, 256),
             nn.Dropout(0.2),
             nn.ReLU(),
             nn.Linear(256, 64),
@@ -64,6 +66,20 @@ class TimeDistributedEfficientNet(nn.Module):
             raise ValueError(f"this model takes {self.num_frames} frames per video, not {x.shape[1]}")
         self.base.eval()  # zamba keeps the backbone's BatchNorm in inference mode, even when training
         return self.classifier(self.base(x))
+
+
+def _last_layers(network: nn.Module) -> list[nn.Module]:
+    """The layers fine-tuning unfreezes: zamba's [blocks[-1], conv_head, bn2, global_pool] for an
+    EfficientNet; for another timm network, the last stage of its last sequence of stages and
+    every layer after it (ResNet: layer4's last block, global_pool, fc)."""
+    if all(hasattr(network, name) for name in ("blocks", "conv_head", "bn2", "global_pool")):
+        return [network.blocks[-1], network.conv_head, network.bn2, network.global_pool]
+    children = list(network.children())
+    stages = [i for i, child in enumerate(children) if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child) > 1]
+    if not stages:
+        return children[-1:]
+    last = stages[-1]
+    return [children[last][-1], *children[last + 1 :]]
 
 
 def frames_to_input(frames: torch.Tensor) -> torch.Tensor:

@@ -95,7 +95,27 @@ TRAIN_DEFAULTS = {
 
 
 def test_train_config_defaults():
-    assert train().model_dump(mode="json") == TRAIN_DEFAULTS
+    dumped = train().model_dump(mode="json")
+    assert {k: v for k, v in dumped.items() if k in TRAIN_DEFAULTS} == TRAIN_DEFAULTS
+    assert {k: v for k, v in dumped.items() if k not in TRAIN_DEFAULTS} == KIFARU_TRAIN_DEFAULTS
+
+
+# kifaru's runner fields: their defaults train as zamba does.
+KIFARU_TRAIN_DEFAULTS = {
+    "lr": None,
+    "optimizer": "Adam",
+    "optimizer_params": {},
+    "backbone": None,
+    "backbone_pretrained": True,
+    "train_full_backbone": False,
+    "augmentations": [],
+    "checkpointing": {"monitor": None, "every_n_epochs": None, "keep": 3},
+    "resume_from": None,
+    "accumulate_grad_batches": 1,
+    "seed": None,
+    "loggers": ["tensorboard"],
+    "cpu_processes": 1,
+}
 
 
 @pytest.mark.parametrize("field", sorted(set(TRAIN_DEFAULTS) - {"labels"}))

@@ -1,0 +1,429 @@
+"""``train_model``: a labels file in, a trained model in zamba's checkpoint format out.
+
+The steps, in order: read the labels and choose the species (keep the model's head for a subset
+of its species, else a new one); load every clip once into the frame cache, leaving out (and
+reporting) the ones that cannot be read; split; build the network; train with Lightning
+(zamba's callbacks: best checkpoint, early stopping, backbone fine-tuning; DDP over several GPUs
+or CPU processes); then score the best weights on the holdout and validation sets and write the
+outputs in ``save_dir/version_N/`` as zamba does (plus kifaru's: failures.csv, the Lightning
+checkpoints to resume from, metrics.csv with the csv logger).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+
+from kifaru.config.run import TrainConfig
+from kifaru.config.video import VideoLoaderConfig
+from kifaru.exceptions import ConfigError
+from kifaru.files import atomic_write
+from kifaru.train.data import ClipFailure
+from kifaru.train.labels import LabelledClips
+
+log = logging.getLogger(__name__)
+
+TRAIN_CONFIGURATION_YAML = "train_configuration.yaml"
+FAILURES_CSV = "failures.csv"
+SPLITS_CSV = "splits.csv"
+# Set for DDP's worker processes, which run the command again: they must use rank 0's folder.
+VERSION_DIR_ENV = "KIFARU_TRAIN_VERSION_DIR"
+# The classifier head of each model class: replaced when the species change.
+HEAD_PREFIXES = {"TimeDistributedEfficientNet": "classifier.", "SlowFast": "head."}
+
+
+@dataclass
+class TrainReport:
+    version_dir: Path
+    checkpoint: Optional[Path]  # the best weights, zamba's format (None for a dry run)
+    species: list[str]
+    clips: LabelledClips
+    failures: list[ClipFailure]
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    epochs: int = 0
+
+
+# -- resolving ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Model:
+    """Where the network comes from: a checkpoint (its description) or a new one."""
+
+    model_class: str
+    species: list[str]  # the model's own (a checkpoint's, or the official model's)
+    hyper_parameters: dict[str, Any]
+    checkpoint_path: Optional[Path]
+
+
+def _model_source(config: TrainConfig) -> _Model:
+    from kifaru.models.checkpoint_info import read_checkpoint_info
+    from kifaru.models.official import official_checkpoint, video_model_entry
+
+    if config.from_scratch:
+        entry = video_model_entry(config.model_name)
+        hparams = {"num_frames": entry.num_frames} if entry.model_class == "TimeDistributedEfficientNet" else {}
+        return _Model(entry.model_class, list(entry.species), hparams, None)
+    if config.checkpoint is not None:
+        path = Path(config.checkpoint)
+    else:
+        path = official_checkpoint(
+            config.model_name,
+            region=str(config.weight_download_region),
+            cache_dir=Path(config.model_cache_dir) if config.model_cache_dir else None,
+        )
+    info = read_checkpoint_info(path)
+    return _Model(info.model_class, list(info.species), dict(info.hyper_parameters), path)
+
+
+def _loader_config(config: TrainConfig, model: _Model, given: Optional[VideoLoaderConfig], device: str) -> VideoLoaderConfig:
+    from kifaru.config.video import resolve_cache_dir
+    from kifaru.models.official import default_model_name, video_model_entry
+    from kifaru.predict import _with_detector_device
+    from kifaru.train.data import default_frame_cache_dir
+
+    if given is None:
+        recorded = model.hyper_parameters.get("video_loader_config")
+        if isinstance(recorded, dict):
+            given = VideoLoaderConfig.model_validate(recorded)
+        else:
+            family = config.model_name if config.from_scratch else default_model_name(model.model_class)
+            if family is None:
+                raise ConfigError(f"a {model.model_class} has no default video_loader_config; give one")
+            given = video_model_entry(family).default_video_loader_config()
+    # Training reads every clip once per epoch: the frame cache is always on.
+    cache_dir = resolve_cache_dir(given) or default_frame_cache_dir()
+    return _with_detector_device(given.model_copy(update={"cache_dir": cache_dir}), device)
+
+
+def _fit_frame_count(model: _Model, loader: VideoLoaderConfig) -> None:
+    """A new TimeDistributed network takes the loader's frame count; a checkpoint's must match it."""
+    from kifaru.predict import _check_frame_count
+    from kifaru.video.selection import wanted_total_frames
+
+    if model.checkpoint_path is None and "num_frames" in model.hyper_parameters:
+        total = wanted_total_frames(loader)
+        if total is not None:
+            model.hyper_parameters["num_frames"] = int(total)
+    else:
+        _check_frame_count(model, loader)
+
+
+def _version_dir(config: TrainConfig) -> Path:
+    """``save_dir/version_N`` (N one more than the largest there), or ``save_dir`` with overwrite."""
+    inherited = os.environ.get(VERSION_DIR_ENV)
+    if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
+        return Path(inherited)
+    save_dir = Path(config.save_dir) if config.save_dir is not None else Path.cwd()
+    if config.overwrite:
+        return save_dir
+    numbers = [int(p.name[8:]) for p in save_dir.glob("version_*") if p.name[8:].isdigit()] if save_dir.is_dir() else []
+    return save_dir / f"version_{max(numbers, default=-1) + 1}"
+
+
+def _accelerator(config: TrainConfig) -> tuple[str, int, str]:
+    """(accelerator, devices, strategy) for Lightning, from gpus and cpu_processes."""
+    from kifaru.device import resolve_device
+
+    gpus = config.gpus
+    if gpus is None:
+        gpus = 0
+        if resolve_device(None) == "cuda":
+            import torch
+
+            gpus = torch.cuda.device_count()
+    elif gpus > 0:
+        import torch
+
+        available = torch.cuda.device_count()
+        if gpus > available:
+            raise ConfigError(f"gpus {gpus}: only {available} CUDA GPU(s) here; use gpus: 0 for the CPU")
+    if gpus > 0:
+        return "gpu", gpus, "ddp" if gpus > 1 else "auto"
+    return "cpu", config.cpu_processes, "ddp" if config.cpu_processes > 1 else "auto"
+
+
+# -- the network --------------------------------------------------------------------------------
+
+
+def _network(config: TrainConfig, model: _Model, species: list[str], kept_head: bool) -> Any:
+    """The network to train, and the part of it that BackboneFinetuning unfreezes."""
+    from kifaru.models.checkpoint import _BUILDERS, model_from_checkpoint, normalize_keys, read_checkpoint
+
+    if model.checkpoint_path is not None and kept_head:
+        network = model_from_checkpoint(read_checkpoint(model.checkpoint_path))
+    elif model.checkpoint_path is not None:
+        checkpoint = read_checkpoint(model.checkpoint_path)
+        network = _BUILDERS[model.model_class](checkpoint.hyper_parameters, len(species))
+        expected = network.state_dict()
+        state = normalize_keys(checkpoint.state_dict, set(expected))
+        head = HEAD_PREFIXES.get(model.model_class, "classifier.")
+        kept = {k: v for k, v in state.items() if not k.startswith(head) and k in expected}
+        missing = sorted(k for k in set(expected) - set(kept) if not k.startswith(head))
+        if missing:
+            raise ConfigError(f"checkpoint {model.checkpoint_path}: its backbone lacks {len(missing)} tensors (first: {missing[0]})")
+        network.load_state_dict(kept, strict=False)  # the head stays newly initialised
+    elif model.model_class == "TimeDistributedEfficientNet":
+        from kifaru.models.time_distributed import TimeDistributedEfficientNet
+
+        network = TimeDistributedEfficientNet(
+            len(species), num_frames=int(model.hyper_parameters.get("num_frames", 16)),
+            backbone_name=config.backbone, pretrained=config.backbone_pretrained,
+        )  # fmt: skip
+    else:
+        network = _BUILDERS[model.model_class](model.hyper_parameters, len(species))
+    network.train()
+    if model.model_class == "TimeDistributedEfficientNet":
+        # zamba freezes the whole EfficientNet; fine-tuning unfreezes its last layers (`backbone`).
+        for parameter in network.base.parameters():
+            parameter.requires_grad = False
+        return network, network.base if config.train_full_backbone else network.backbone
+    return network, network.backbone
+
+
+def _hyper_parameters(config: TrainConfig, model: _Model, species: list[str], loader: VideoLoaderConfig) -> dict[str, Any]:
+    """zamba's hparams (lr, scheduler, scheduler_params, species, model_class, num_frames or
+    SlowFast's head fields) plus the loader config and, for a new backbone, its name."""
+    hparams = {k: v for k, v in model.hyper_parameters.items() if k not in ("video_loader_config",)}
+    scheduler = config.scheduler_config
+    if scheduler == "default":
+        scheduler_name, scheduler_params = hparams.get("scheduler"), hparams.get("scheduler_params")
+    elif scheduler is None:
+        scheduler_name, scheduler_params = None, None
+    else:
+        scheduler_name, scheduler_params = scheduler.scheduler, scheduler.scheduler_params
+    hparams.update(
+        lr=float(config.lr if config.lr is not None else hparams.get("lr", 1e-3)),
+        scheduler=scheduler_name,
+        scheduler_params=scheduler_params,
+        species=list(species),
+        model_class=model.model_class,
+        video_loader_config=loader.model_dump(mode="json", exclude={"cache_dir", "cleanup_cache"}),
+    )
+    if config.backbone is not None:
+        hparams["backbone_name"] = config.backbone
+    return hparams
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLoaderConfig] = None) -> TrainReport:
+    """Train as zamba's ``train_model`` does; see the module's description for the steps."""
+    import pytorch_lightning as pl
+
+    from kifaru.train import labels as L
+    from kifaru.train.data import CachedClips, cache_clips
+
+    config = train_config
+    if config.seed is not None:
+        pl.seed_everything(config.seed, workers=True, verbose=False)
+    accelerator, devices, strategy = _accelerator(config)
+    model = _model_source(config)
+    labels = L.read_labels(Path(config.labels), Path(config.data_dir) if config.data_dir is not None else None)
+    species, kept_head = L.choose_species(labels, model.species, config.use_default_model_labels)
+    loader = _loader_config(config, model, video_loader_config, "cuda" if accelerator == "gpu" else "cpu")
+    _fit_frame_count(model, loader)
+    version_dir = _version_dir(config)
+    is_rank_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+    # Every clip read once, up front: the unreadable ones are reported and left out.
+    filepaths = sorted({row.filepath for row in labels.rows})
+    cached = cache_clips(filepaths, loader, config.num_workers, _detector_weights(loader), None, progress=_cache_progress if is_rank_zero else None)
+    if not cached.entries:
+        raise ConfigError(f"labels {config.labels}: none of its {len(filepaths)} clips could be read (e.g. {cached.failures[0].filepath}: {cached.failures[0].reason})")
+    usable = L.LabelsFile([r for r in labels.rows if r.filepath in cached.entries], labels.has_split, labels.has_site, labels.source)
+    clips = L.one_output_if_binary(L.split_clips(L.labelled_clips(usable, species), config.split_proportions, labels.has_split))
+    species = clips.species
+    hparams = _hyper_parameters(config, model, species, loader)
+    if is_rank_zero and not config.dry_run:
+        version_dir.mkdir(parents=True, exist_ok=True)
+        os.environ[VERSION_DIR_ENV] = str(version_dir)
+        _write(version_dir / SPLITS_CSV, L.splits_csv(clips))
+        _write(version_dir / FAILURES_CSV, _failures_csv(cached.failures))
+    if cached.failures and is_rank_zero:
+        warnings.warn(L.LabelsWarning(f"{len(cached.failures)} labelled clip(s) cannot be read and are left out (see {FAILURES_CSV})"), stacklevel=2)
+
+    network, finetuned = _network(config, model, species, kept_head)
+    from kifaru.models.checkpoint import input_transform
+    from kifaru.train.augment import clip_augmenter
+    from kifaru.train.module import VideoClassificationModule
+
+    module = VideoClassificationModule(
+        network, input_transform(model.model_class), species, hparams, config.optimizer, config.optimizer_params, finetuned,
+        monitor_for_plateau=config.early_stopping_config.monitor if config.early_stopping_config else "val_loss",
+    )  # fmt: skip
+
+    def loader_for(split: str, augment: bool = False) -> Any:
+        files, targets = clips.subset(split)
+        if not files:
+            return None
+        dataset = CachedClips([cached.entries[f] for f in files], targets, clip_augmenter(config.augmentations) if augment else None)
+        return _data_loader(dataset, config.batch_size, config.num_workers, shuffle=augment)
+
+    train_loader, val_loader, holdout_loader = loader_for("train", augment=True), loader_for("val"), loader_for("holdout")
+    if train_loader is None:
+        raise ConfigError("no clip is in the train split; check the split column or split_proportions")
+    trainer, best = _trainer(config, version_dir, accelerator, devices, strategy, val_loader is not None)
+    if config.auto_lr_find and not config.dry_run:
+        from pytorch_lightning.tuner import Tuner
+
+        Tuner(trainer).lr_find(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        hparams["lr"] = module.lr
+    if is_rank_zero and not config.dry_run:
+        _write(version_dir / TRAIN_CONFIGURATION_YAML, _configuration_yaml(config, loader, model.model_class, species, module.lr))
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(config.resume_from) if config.resume_from else None)
+    report = TrainReport(version_dir, None, species, clips, cached.failures, epochs=trainer.current_epoch)
+    if config.dry_run:
+        return report
+    best_path = best.best_model_path or best.last_model_path
+    if holdout_loader is not None:
+        report.test_metrics = _plain(trainer.test(module, holdout_loader, ckpt_path=best_path, verbose=False)[0])
+    if val_loader is not None:
+        report.val_metrics = _plain(trainer.validate(module, val_loader, ckpt_path=best_path, verbose=False)[0])
+    if trainer.is_global_zero:
+        if report.test_metrics:
+            _write(version_dir / "test_metrics.json", json.dumps(report.test_metrics, indent=2))
+        if report.val_metrics:
+            _write(version_dir / "val_metrics.json", json.dumps(report.val_metrics, indent=2))
+        report.checkpoint = _export_best(best_path, module, version_dir / f"{config.model_name or 'model'}.ckpt", hparams, trainer.global_step)
+    return report
+
+
+def _detector_weights(config: VideoLoaderConfig) -> Optional[Path]:
+    from kifaru.predict import _detector_weights as weights
+
+    return weights(config)
+
+
+def _cache_progress(filepath: str, failure: Optional[ClipFailure], done: int, total: int) -> None:
+    if failure is not None:
+        print(f"[frames {done}/{total}] {filepath}: left out ({failure.stage}: {failure.reason})", flush=True)
+    elif done == total or done % 50 == 0:
+        print(f"[frames {done}/{total}] selected and cached", flush=True)
+
+
+def _data_loader(dataset: Any, batch_size: int, num_workers: int, shuffle: bool) -> Any:
+    import torch
+
+    from kifaru.processes import spawn_context
+
+    extra: dict[str, Any] = {}
+    if num_workers > 0:
+        extra = {"multiprocessing_context": spawn_context(), "persistent_workers": True}
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, **extra)
+
+
+def _trainer(config: TrainConfig, version_dir: Path, accelerator: str, devices: int, strategy: str, has_val: bool) -> tuple[Any, Any]:
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from kifaru.train.callbacks import BackboneFinetuning, EpochSummary
+
+    stopping = config.early_stopping_config if has_val else None
+    monitor = config.checkpointing.monitor or (stopping.monitor if stopping else "val_macro_f1")
+    mode = "min" if monitor.endswith("loss") else "max"
+    checkpoints = version_dir / "checkpoints"
+    best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=monitor if has_val else None, mode=mode, save_last=True)
+    # A dry run (one batch of each split) writes nothing, as zamba's.
+    callbacks: list[Any] = [EpochSummary(config.max_epochs)] if config.dry_run else [best, EpochSummary(config.max_epochs)]
+    if config.checkpointing.every_n_epochs and not config.dry_run:
+        callbacks.append(
+            ModelCheckpoint(dirpath=checkpoints, filename="epoch-{epoch}", every_n_epochs=config.checkpointing.every_n_epochs,
+                            save_top_k=config.checkpointing.keep, monitor="epoch", mode="max")
+        )  # fmt: skip
+    if stopping is not None:
+        callbacks.append(EarlyStopping(monitor=stopping.monitor, patience=stopping.patience, mode=stopping.mode, verbose=stopping.verbose))
+    if config.backbone_finetune_config is not None:
+        callbacks.append(BackboneFinetuning(**config.backbone_finetune_config.model_dump()))
+    loggers: list[Any] = []
+    if "tensorboard" in config.loggers:
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=version_dir.parent, name="", version=version_dir.name, default_hp_metric=False))
+    if "csv" in config.loggers:
+        from pytorch_lightning.loggers import CSVLogger
+
+        loggers.append(CSVLogger(save_dir=version_dir.parent, name="", version=version_dir.name))
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        max_epochs=config.max_epochs if config.max_epochs is not None else (1 if config.dry_run else -1),
+        logger=False if config.dry_run else loggers or False,
+        enable_checkpointing=not config.dry_run,
+        callbacks=callbacks,
+        fast_dev_run=config.dry_run,
+        accumulate_grad_batches=config.accumulate_grad_batches,
+        num_sanity_val_steps=0,
+        default_root_dir=version_dir,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    return trainer, best
+
+
+def _export_best(best_path: str, module: Any, dest: Path, hparams: dict[str, Any], global_step: int) -> Path:
+    """The best weights in zamba's minimal checkpoint form (zamba and kifaru both load it)."""
+    import torch
+
+    from kifaru.models.checkpoint import write_checkpoint
+
+    if best_path:
+        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    hparams = {**hparams, "lr": float(hparams["lr"])}
+    write_checkpoint(dest, module.model, hparams["model_class"], hparams["species"], hparams, global_step)
+    return dest
+
+
+def _plain(metrics: dict[str, Any]) -> dict[str, float]:
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def _failures_csv(failures: list[ClipFailure]) -> str:
+    from kifaru.train.labels import _csv_field
+
+    lines = ["filepath,stage,reason"] + [f"{_csv_field(f.filepath)},{f.stage},{_csv_field(f.reason)}" for f in failures]
+    return "\n".join(lines) + "\n"
+
+
+def _configuration_yaml(config: TrainConfig, loader: VideoLoaderConfig, model_class: str, species: list[str], lr: float) -> str:
+    """zamba's train_configuration.yaml: the configs and what training started from."""
+    import yaml
+
+    configuration = {
+        "git_hash": _git_hash(),
+        "model_class": model_class,
+        "species": list(species),
+        "starting_learning_rate": float(lr),
+        "train_config": config.model_dump(mode="json", exclude={"labels"}),
+        "training_start_time": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),
+        "video_loader_config": loader.model_dump(mode="json"),
+    }
+    return yaml.safe_dump(configuration, sort_keys=True)
+
+
+def _git_hash() -> Optional[str]:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_write(path, mode="w") as handle:
+        handle.write(text)
+
+
+__all__ = ["TrainReport", "train_model"]

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from kifaru.cli import EXIT_OK, EXIT_USAGE, main
+from kifaru.train.synthetic import write_training_set
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+
+
+def test_kifaru_train_runs_from_a_yaml_file_with_command_line_options_winning(tmp_path, capsys):
+    labels = write_training_set(tmp_path / "clips", clips_per_class=4, n_frames=4)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""
+train_config:
+  labels: {labels}
+  data_dir: {tmp_path / "clips"}
+  from_scratch: true
+  backbone: test_efficientnet
+  backbone_pretrained: false
+  max_epochs: 3
+  batch_size: 4
+  num_workers: 0
+  save_dir: {tmp_path / "not-here"}
+video_loader_config:
+  fps: 4
+  total_frames: 4
+  model_input_height: 48
+  model_input_width: 64
+  cache_dir: {tmp_path / "frames"}
+"""
+    )
+    code = main(["train", "--config", str(config), "--max-epochs", "1", "--save-dir", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK, out
+    assert "trained 1 epoch(s) on 12 clips (0 left out)" in out
+    version = tmp_path / "out" / "version_0"
+    assert (version / "time_distributed.ckpt").is_file() and not (tmp_path / "not-here").exists()
+    assert "val_macro_f1" in json.loads((version / "val_metrics.json").read_text())
+
+
+def test_kifaru_train_names_a_misspelled_field(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("train_config:\n  labels: x.csv\n  max_epoch: 3\n")
+    assert main(["train", "--config", str(config)]) == EXIT_USAGE
+    assert "did you mean 'max_epochs'" in capsys.readouterr().err
+
+
+def test_kifaru_train_without_labels_says_what_to_give(capsys):
+    assert main(["train"]) == EXIT_USAGE
+    assert "--labels" in capsys.readouterr().err

@@ -1,0 +1,187 @@
+"""train_model end to end on made-up clips with a tiny timm backbone (seconds per run)."""
+
+import csv
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from kifaru.config import TrainConfig, VideoLoaderConfig
+from kifaru.exceptions import ConfigError
+from kifaru.models.checkpoint import read_checkpoint, write_checkpoint
+from kifaru.models.time_distributed import TimeDistributedEfficientNet
+from kifaru.train.labels import LabelsWarning
+from kifaru.train.runner import train_model
+from kifaru.train.synthetic import write_training_set
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def clip_set(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    labels = write_training_set(folder, clips_per_class=5, n_frames=FRAMES)
+    return folder, labels
+
+
+def loader(tmp_path):
+    return VideoLoaderConfig(
+        fps=4, total_frames=FRAMES, ensure_total_frames=True, model_input_height=48, model_input_width=64,
+        cache_dir=tmp_path / "frames",
+    )  # fmt: skip
+
+
+def config(tmp_path, labels, data_dir, **fields):
+    values = dict(
+        labels=labels, data_dir=data_dir, from_scratch=True, backbone="test_efficientnet", backbone_pretrained=False,
+        max_epochs=1, batch_size=4, num_workers=0, save_dir=tmp_path / "out", seed=1,
+        backbone_finetune_config={"unfreeze_backbone_at_epoch": 0}, loggers=["tensorboard", "csv"],
+    )  # fmt: skip
+    values.update(fields)
+    return TrainConfig(**values)
+
+
+def rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def trained(clip_set, tmp_path_factory):
+    """One run, labels with a missing file and a broken one among the good clips."""
+    folder, labels = clip_set
+    tmp_path = tmp_path_factory.mktemp("run")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00not a video" * 50)
+    with_bad = tmp_path / "labels.csv"
+    with_bad.write_text(labels.read_text() + f"missing.mp4,red_square\n{broken},blue_disc\n")
+    with pytest.warns(LabelsWarning, match="2 labelled clip"):
+        report = train_model(config(tmp_path, with_bad, folder, max_epochs=2), loader(tmp_path))
+    return report, tmp_path
+
+
+def test_a_run_writes_zambas_outputs_in_a_fresh_version_folder(trained):
+    report, tmp_path = trained
+    version = tmp_path / "out" / "version_0"
+    assert report.version_dir == version
+    for name in ("time_distributed.ckpt", "hparams.yaml", "train_configuration.yaml", "val_metrics.json",
+                 "test_metrics.json", "splits.csv", "failures.csv", "metrics.csv", "checkpoints/last.ckpt"):  # fmt: skip
+        assert (version / name).is_file(), name
+    assert list(version.glob("events.out.tfevents.*"))
+    configuration = yaml.safe_load((version / "train_configuration.yaml").read_text())
+    assert configuration["species"] == ["blue_disc", "green_bar", "red_square"]
+    assert configuration["model_class"] == "TimeDistributedEfficientNet"
+    assert "labels" not in configuration["train_config"]
+    test_metrics = json.loads((version / "test_metrics.json").read_text())
+    assert "test_loss" in test_metrics and "val_loss" not in test_metrics  # the holdout under its own name
+    assert {"test_macro_f1", "test_top_1_accuracy", "species/test_f1/red_square"} <= set(test_metrics)
+    assert "val_macro_f1" in json.loads((version / "val_metrics.json").read_text())
+
+
+def test_unreadable_and_missing_clips_are_reported_and_never_trained_on(trained):
+    report, tmp_path = trained
+    failures = rows(report.version_dir / "failures.csv")
+    assert sorted(Path(f["filepath"]).name for f in failures) == ["broken.mp4", "missing.mp4"]
+    assert {f["stage"] for f in failures} == {"file", "decode"}
+    split_rows = rows(report.version_dir / "splits.csv")
+    assert len(split_rows) == 15 and not any("broken" in r["filepath"] or "missing" in r["filepath"] for r in split_rows)
+    assert {r["split"] for r in split_rows} == {"train", "val", "holdout"}
+
+
+def test_the_checkpoint_holds_the_best_weights_in_zambas_format(trained):
+    report, _ = trained
+    checkpoint = read_checkpoint(report.checkpoint)
+    raw = torch.load(report.checkpoint, weights_only=True)
+    assert set(raw) == {"state_dict", "hyper_parameters", "global_step", "pytorch-lightning_version"}
+    hparams = checkpoint.hyper_parameters
+    assert hparams["species"] == report.species and hparams["num_frames"] == FRAMES
+    assert {"lr", "scheduler", "scheduler_params", "model_class", "video_loader_config", "backbone_name"} <= set(hparams)
+    assert any(k.startswith("base.module.") for k in checkpoint.state_dict)
+    best = [p for p in (report.version_dir / "checkpoints").glob("best-*.ckpt")]
+    lightning = torch.load(best[0], weights_only=False)["state_dict"]
+    for key, value in checkpoint.state_dict.items():
+        assert torch.equal(value, lightning[f"model.{key}"]), key
+
+
+def test_the_trained_model_predicts_with_kifaru_predict(trained, tmp_path):
+    from kifaru.config import PredictConfig
+    from kifaru.predict import predict_model
+
+    report, _ = trained
+    files = report.clips.subset("holdout")[0]
+    listing = tmp_path / "files.csv"
+    listing.write_text("filepath\n" + "\n".join(files) + "\n")
+    result = predict_model(PredictConfig(filepaths=listing, checkpoint=report.checkpoint, save=False, num_workers=0))
+    assert [r.filepath for r in result.predicted] == files
+    assert result.run.species == report.species
+
+
+def test_a_second_run_gets_the_next_version_and_overwrite_writes_into_save_dir(clip_set, tmp_path):
+    folder, labels = clip_set
+    (tmp_path / "out" / "version_4").mkdir(parents=True)
+    report = train_model(config(tmp_path, labels, folder), loader(tmp_path))
+    assert report.version_dir == tmp_path / "out" / "version_5"
+    report = train_model(config(tmp_path, labels, folder, overwrite=True, save_dir=tmp_path / "mine"), loader(tmp_path))
+    assert report.version_dir == tmp_path / "mine" and (tmp_path / "mine" / "time_distributed.ckpt").is_file()
+
+
+def test_a_dry_run_trains_one_batch_and_writes_nothing(clip_set, tmp_path):
+    folder, labels = clip_set
+    report = train_model(config(tmp_path, labels, folder, dry_run=True), loader(tmp_path))
+    assert report.checkpoint is None
+    assert not (tmp_path / "out").exists()
+
+
+def _source_checkpoint(tmp_path, species):
+    torch.manual_seed(3)
+    network = TimeDistributedEfficientNet(len(species), num_frames=FRAMES, backbone_name="test_efficientnet")
+    path = tmp_path / "source.ckpt"
+    write_checkpoint(path, network, "TimeDistributedEfficientNet", species,
+                     {"num_frames": FRAMES, "backbone_name": "test_efficientnet", "lr": 0.002, "scheduler": None, "scheduler_params": None})  # fmt: skip
+    return path, network.state_dict()
+
+
+@pytest.mark.parametrize("model_species, kept", [
+    (["blue_disc", "elephant", "green_bar", "red_square"], True),  # the labels are a subset: head kept
+    (["elephant", "gorilla"], False),  # new species: a new head on the checkpoint's backbone
+])  # fmt: skip
+def test_fine_tuning_a_checkpoint_keeps_or_replaces_its_head(clip_set, tmp_path, model_species, kept):
+    folder, labels = clip_set
+    source, original = _source_checkpoint(tmp_path, model_species)
+    run = config(tmp_path, labels, folder, from_scratch=False, backbone=None, checkpoint=source,
+                 backbone_finetune_config={"unfreeze_backbone_at_epoch": 5})  # fmt: skip
+    report = train_model(run, loader(tmp_path))
+    trained = read_checkpoint(report.checkpoint)
+    assert trained.species == (model_species if kept else ["blue_disc", "green_bar", "red_square"])
+    assert trained.hyper_parameters["lr"] == 0.002  # the checkpoint's learning rate
+    # The backbone was frozen all along: the checkpoint's, unchanged (kept or new head alike).
+    base = [k for k in original if k.startswith("base.module.")]
+    assert all(torch.equal(trained.state_dict[k], original[k]) for k in base)
+    head = trained.state_dict["classifier.5.weight"]
+    assert head.shape[0] == len(trained.species)
+    if kept:
+        assert not torch.equal(head, original["classifier.5.weight"])  # trained from the checkpoint's
+
+
+def test_labels_that_no_clip_can_back_are_an_error(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("filepath,label\nnope.mp4,dog\nnada.mp4,cat\n")
+    with pytest.raises(ConfigError, match="none of its 2 clips could be read"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            train_model(config(tmp_path, labels, tmp_path), loader(tmp_path))
+
+
+def test_training_learns_the_made_up_classes(clip_set, tmp_path):
+    """Not a benchmark: a sanity check that the loss goes down over a few epochs."""
+    folder, labels = clip_set
+    report = train_model(config(tmp_path, labels, folder, max_epochs=4, lr=0.01, early_stopping_config=None), loader(tmp_path))
+    losses = [float(r["train_loss_epoch"]) for r in rows(report.version_dir / "metrics.csv") if r.get("train_loss_epoch")]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert np.isfinite(losses).all()
