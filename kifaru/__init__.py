@@ -25,6 +25,18 @@ from kifaru.video import find_media, load_video, load_video_frames
 
 __version__ = "0.1.0"
 
+# The runs, imported when first used: they bring in PyTorch, which `import kifaru` should not.
+_RUNS = {"predict_model": "kifaru.predict", "train_model": "kifaru.train.runner"}
+
+
+def __getattr__(name: str):
+    if name in _RUNS:
+        import importlib
+
+        return getattr(importlib.import_module(_RUNS[name]), name)
+    raise AttributeError(f"module 'kifaru' has no attribute '{name}'")
+
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -46,4 +58,6 @@ __all__ = [
     "load_config_file",
     "load_video",
     "load_video_frames",
+    "predict_model",
+    "train_model",
 ]

@@ -50,3 +50,11 @@ def test_kifaru_train_names_a_misspelled_field(tmp_path, capsys):
 def test_kifaru_train_without_labels_says_what_to_give(capsys):
     assert main(["train"]) == EXIT_USAGE
     assert "--labels" in capsys.readouterr().err
+
+
+def test_train_model_is_kifarus_top_level_function_as_zambas():
+    import kifaru
+    from kifaru.train.runner import train_model
+
+    assert kifaru.train_model is train_model
+    assert kifaru.predict_model.__module__ == "kifaru.predict"

@@ -1,0 +1,1 @@
+"""Training video classifiers from a labels file: ``kifaru.train_model`` (kifaru.train.runner)."""
