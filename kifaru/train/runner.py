@@ -280,7 +280,8 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
         Tuner(trainer).lr_find(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
         hparams["lr"] = module.lr
     if is_rank_zero and not config.dry_run:
-        _write(version_dir / TRAIN_CONFIGURATION_YAML, _configuration_yaml(config, loader, model.model_class, species, module.lr))
+        resolved = _resolved_config(config, hparams, devices if accelerator == "gpu" else 0, kept_head, labels.has_split, version_dir)
+        _write(version_dir / TRAIN_CONFIGURATION_YAML, _configuration_yaml(resolved, loader, model.model_class, species, module.lr))
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(config.resume_from) if config.resume_from else None)
     report = TrainReport(version_dir, None, species, clips, cached.failures, epochs=trainer.current_epoch)
     if config.dry_run:
@@ -395,6 +396,27 @@ def _failures_csv(failures: list[ClipFailure]) -> str:
 
     lines = ["filepath,stage,reason"] + [f"{_csv_field(f.filepath)},{f.stage},{_csv_field(f.reason)}" for f in failures]
     return "\n".join(lines) + "\n"
+
+
+def _resolved_config(
+    config: TrainConfig, hparams: dict[str, Any], gpus: int, kept_head: bool, has_split: bool, version_dir: Path
+) -> TrainConfig:
+    """The values used, as zamba records them in train_configuration.yaml: the scheduler behind
+    "default", the GPUs, the model cache, whether the model's species were kept, the save_dir."""
+    from kifaru.config.run import SchedulerConfig
+    from kifaru.models.weights import model_cache_dir
+
+    scheduler = SchedulerConfig(scheduler=hparams.get("scheduler"), scheduler_params=hparams.get("scheduler_params"))
+    return config.model_copy(
+        update={
+            "scheduler_config": scheduler,
+            "gpus": gpus,
+            "model_cache_dir": model_cache_dir(config.model_cache_dir),
+            "use_default_model_labels": kept_head,
+            "split_proportions": None if has_split else config.split_proportions,
+            "save_dir": Path(config.save_dir) if config.save_dir is not None else version_dir.parent,
+        }
+    )
 
 
 def _configuration_yaml(config: TrainConfig, loader: VideoLoaderConfig, model_class: str, species: list[str], lr: float) -> str:

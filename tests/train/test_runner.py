@@ -185,3 +185,13 @@ def test_training_learns_the_made_up_classes(clip_set, tmp_path):
     losses = [float(r["train_loss_epoch"]) for r in rows(report.version_dir / "metrics.csv") if r.get("train_loss_epoch")]
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert np.isfinite(losses).all()
+
+
+def test_train_configuration_records_the_values_used(trained):
+    report, tmp_path = trained
+    recorded = yaml.safe_load((report.version_dir / "train_configuration.yaml").read_text())["train_config"]
+    assert recorded["gpus"] == 0
+    assert recorded["scheduler_config"] == {"scheduler": None, "scheduler_params": None}
+    assert recorded["use_default_model_labels"] is False  # new species: a new head
+    assert recorded["save_dir"] == str(tmp_path / "out")
+    assert recorded["model_cache_dir"]
