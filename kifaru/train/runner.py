@@ -334,9 +334,13 @@ def _trainer(config: TrainConfig, version_dir: Path, accelerator: str, devices: 
     monitor = config.checkpointing.monitor or (stopping.monitor if stopping else "val_macro_f1")
     mode = "min" if monitor.endswith("loss") else "max"
     checkpoints = version_dir / "checkpoints"
-    best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=monitor if has_val else None, mode=mode, save_last=True)
+    best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=monitor if has_val else None, mode=mode)
+    # last.ckpt after every epoch (and when training is interrupted): what resume_from takes.
+    latest = ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False, save_on_exception=True)
     # A dry run (one batch of each split) writes nothing, as zamba's.
-    callbacks: list[Any] = [EpochSummary(config.max_epochs)] if config.dry_run else [best, EpochSummary(config.max_epochs)]
+    callbacks: list[Any] = [EpochSummary(config.max_epochs)]
+    if not config.dry_run:
+        callbacks += [best, latest]
     if config.checkpointing.every_n_epochs and not config.dry_run:
         callbacks.append(
             ModelCheckpoint(dirpath=checkpoints, filename="epoch-{epoch}", every_n_epochs=config.checkpointing.every_n_epochs,

@@ -195,3 +195,23 @@ def test_train_configuration_records_the_values_used(trained):
     assert recorded["use_default_model_labels"] is False  # new species: a new head
     assert recorded["save_dir"] == str(tmp_path / "out")
     assert recorded["model_cache_dir"]
+
+
+def test_resuming_continues_at_the_next_epoch_with_the_optimizer_state(clip_set, tmp_path):
+    folder, labels = clip_set
+    first = train_model(config(tmp_path, labels, folder, max_epochs=2, early_stopping_config=None), loader(tmp_path))
+    last = first.version_dir / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=False)
+    assert saved["epoch"] == 1
+    steps_per_epoch = saved["global_step"] // 2
+    resumed = train_model(
+        config(tmp_path, labels, folder, max_epochs=3, early_stopping_config=None, resume_from=last), loader(tmp_path)
+    )
+    assert resumed.version_dir != first.version_dir and resumed.epochs == 3
+    epochs_logged = {int(r["epoch"]) for r in rows(resumed.version_dir / "metrics.csv") if r.get("train_loss_epoch")}
+    assert epochs_logged == {2}  # only the epoch that was left
+    after = torch.load(resumed.version_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert after["global_step"] == 3 * steps_per_epoch
+    # Adam's per-parameter step count went on from the saved one instead of starting again.
+    adam_steps = {int(s["step"]) for s in after["optimizer_states"][0]["state"].values()}
+    assert max(adam_steps) == 3 * steps_per_epoch
