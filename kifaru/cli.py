@@ -16,6 +16,7 @@ from kifaru import __version__
 from kifaru.config import VideoLoaderConfig, dump_config, load_config_file
 from kifaru.config.files import read_config_mapping, validate_config
 from kifaru.exceptions import ConfigError, KifaruError
+from kifaru.progress import format_duration
 
 if TYPE_CHECKING:
     from kifaru.config import KifaruConfig, PredictConfig
@@ -354,7 +355,7 @@ class _ProgressBar:
         left = ""
         if done > rate_base and done < total:
             seconds = (now - self.started) / (done - rate_base) * (total - done)
-            left = f", ~{_duration(seconds)} left"
+            left = f", ~{format_duration(seconds)} left"
         status = f"[{done}/{total} files, {self.failed} failed{left}]"
         messages = [f"FAILED ({record.stage}): {record.reason}"] if record.failed else list(record.notes)
         if self.tty:
@@ -376,12 +377,6 @@ class _ProgressBar:
             print(file=sys.stderr)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:

@@ -94,3 +94,12 @@ def file_fingerprint(path: Path) -> Optional[list]:
     except OSError:
         return None
     return [stat.st_size, stat.st_mtime_ns]
+
+
+def format_duration(seconds: float) -> str:
+    """A time left for progress lines: "40 s", "12 min", "3.5 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

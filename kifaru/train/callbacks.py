@@ -6,7 +6,11 @@ import time
 from typing import Any, Optional
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks.finetuning import BackboneFinetuning as LightningBackboneFinetuning
+from pytorch_lightning.callbacks.finetuning import (
+    BackboneFinetuning as LightningBackboneFinetuning,
+)
+
+from kifaru.progress import format_duration
 
 
 def _constant(rate: float) -> Any:
@@ -52,13 +56,7 @@ class EpochSummary(pl.Callback):
         total = f"/{self.max_epochs}" if self.max_epochs else ""
         left = ""
         if self.max_epochs:
-            left = f", ~{_duration(per_epoch * (self.max_epochs - epoch))} left at most"
+            left = f", ~{format_duration(per_epoch * (self.max_epochs - epoch))} left at most"
         print(f"epoch {epoch}{total}: {', '.join(parts)}; {per_epoch:.1f} s/epoch{left}", flush=True)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
