@@ -440,6 +440,10 @@ def cmd_samples(args: argparse.Namespace) -> int:
 def _add_config_options(command: argparse.ArgumentParser) -> None:
     """--config FILE and --set FIELD=VALUE: a video_loader_config, command-line values winning."""
     command.add_argument("--config", type=Path, help="YAML file; its video_loader_config is used")
+    _add_set_option(command)
+
+
+def _add_set_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE",
         help="a video_loader_config field, overriding the file (repeatable), e.g. --set fps=4",
@@ -495,10 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", type=Path, help="a model checkpoint (zamba's or kifaru's .ckpt)")
     predict.add_argument("--model", help="an official model: time_distributed, european, blank_nonblank, slowfast (default time_distributed)")
     predict.add_argument("--config", type=Path, help="YAML file with predict_config and/or video_loader_config")
-    predict.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=VALUE",
-        help="a video_loader_config field, overriding the file (repeatable), e.g. --set fps=4",
-    )
+    _add_set_option(predict)
     predict.add_argument("--save-dir", type=Path, help="where outputs go (default: here)")
     predict.add_argument("--save", action=argparse.BooleanOptionalAction, default=None, help="write the outputs (default) or only print the predictions")
     predict.add_argument("-o", "--overwrite", action="store_true", default=None, help="replace outputs of an earlier run")
@@ -521,10 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint", type=Path, help="fine-tune this checkpoint (zamba's or kifaru's .ckpt)")
     train.add_argument("--model", help="fine-tune an official model (default time_distributed)")
     train.add_argument("--config", type=Path, help="YAML file with train_config and/or video_loader_config")
-    train.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=VALUE",
-        help="a video_loader_config field, overriding the file (repeatable), e.g. --set fps=4",
-    )
+    _add_set_option(train)
     train.add_argument("--save-dir", type=Path, help="where version_N/ folders go (default: here)")
     train.add_argument("-o", "--overwrite", action="store_true", default=None, help="write into --save-dir itself")
     train.add_argument("--batch-size", type=int, help="clips per step (default 2)")

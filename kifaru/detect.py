@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
 from kifaru.failures import read_failure
-from kifaru.files import atomic_write
+from kifaru.files import write_text_atomically
 from kifaru.models.registry import MEGADETECTOR_LITE
 from kifaru.progress import ProgressLog, file_fingerprint, read_progress
 
@@ -203,8 +203,8 @@ def write_outputs(
     records = list(records)
     json_path = output_dir / DETECTIONS_JSON
     csv_path = output_dir / SUMMARY_CSV
-    _write_atomic(json_path, json.dumps(megadetector_json(records, threshold=threshold, relative_to=relative_to, config=config), indent=1, ensure_ascii=False) + "\n")
-    _write_atomic(csv_path, summary_csv(records, threshold=threshold))
+    write_text_atomically(json_path, json.dumps(megadetector_json(records, threshold=threshold, relative_to=relative_to, config=config), indent=1, ensure_ascii=False) + "\n")
+    write_text_atomically(csv_path, summary_csv(records, threshold=threshold))
     return {"detections": json_path, "summary": csv_path}
 
 
@@ -308,7 +308,3 @@ def summary_csv(records: Sequence[FileRecord], *, threshold: float) -> str:
         writer.writerow(summary_row(record, threshold))
     return out.getvalue()
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    with atomic_write(path, "w", encoding="utf-8", newline="") as out:
-        out.write(text)

@@ -23,3 +23,9 @@ def atomic_write(path: Path, mode: str = "wb", **open_args) -> Iterator[IO]:
         os.replace(temp, path)
     finally:
         Path(temp).unlink(missing_ok=True)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8, newlines as given) in one step."""
+    with atomic_write(path, "w", encoding="utf-8", newline="") as out:
+        out.write(text)

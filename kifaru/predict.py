@@ -31,7 +31,7 @@ import yaml
 from kifaru.config.run import PredictConfig
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
-from kifaru.files import atomic_write
+from kifaru.files import write_text_atomically
 from kifaru.progress import ProgressLog, file_fingerprint, read_progress
 from kifaru.failures import STAGE_FILE, STAGE_FRAMES, STAGE_MODEL
 from kifaru.video.parallel import ClipResult
@@ -474,8 +474,8 @@ def write_outputs(records: Sequence[ClipRecord], run: PredictRun) -> dict[str, P
         "predictions": run.save_dir / PREDICTIONS_CSV,
         "failures": run.save_dir / FAILURES_CSV,
     }
-    _write_text(outputs["predictions"], predictions_csv([r for r in records if not r.failed], run.species, run.predict_config))
-    _write_text(outputs["failures"], failures_csv([r for r in records if r.failed]))
+    write_text_atomically(outputs["predictions"], predictions_csv([r for r in records if not r.failed], run.species, run.predict_config))
+    write_text_atomically(outputs["failures"], failures_csv([r for r in records if r.failed]))
     outputs["configuration"] = run.save_dir / CONFIGURATION_YAML
     return outputs
 
@@ -501,7 +501,8 @@ def predictions_csv(records: Iterable[ClipRecord], species: Sequence[str], confi
     return out.getvalue()
 
 
-def failures_csv(records: Iterable[ClipRecord]) -> str:
+def failures_csv(records: Iterable[Any]) -> str:
+    """filepath, stage, reason of each record (a ClipRecord, or anything with those three)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["filepath", "stage", "reason"])
@@ -526,9 +527,5 @@ def _write_configuration(run: PredictRun, resuming: bool) -> None:
         "inference_start_time": started or datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),
         "video_loader_config": run.video_loader_config.model_dump(mode="json"),
     }
-    _write_text(path, yaml.safe_dump(configuration))
+    write_text_atomically(path, yaml.safe_dump(configuration))
 
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_write(path, "w", encoding="utf-8", newline="") as out:
-        out.write(text)

@@ -17,6 +17,7 @@ set, species order and splits:
 from __future__ import annotations
 
 import csv
+import io
 import os
 import random
 import warnings
@@ -292,15 +293,10 @@ def split_clips(clips: LabelledClips, proportions: Optional[Mapping[str, int]], 
 
 def splits_csv(clips: LabelledClips) -> str:
     """``splits.csv`` as zamba writes it: filepath, split."""
-    lines = ["filepath,split"]
-    for filepath, split in zip(clips.filepaths, clips.splits):
-        lines.append(_csv_field(filepath) + "," + split)
-    return "\n".join(lines) + "\n"
-
-
-def _csv_field(value: str) -> str:
-    if any(c in value for c in ',"\n'):
-        return '"' + value.replace('"', '""') + '"'
-    return value
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["filepath", "split"])
+    writer.writerows(zip(clips.filepaths, clips.splits))
+    return out.getvalue()
 
 

@@ -25,7 +25,7 @@ from typing import Any, Optional
 from kifaru.config.run import TrainConfig
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
-from kifaru.files import atomic_write
+from kifaru.files import write_text_atomically
 from kifaru.train.data import ClipFailure
 from kifaru.train.labels import LabelledClips
 
@@ -221,6 +221,7 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
     """Train as zamba's ``train_model`` does; see the module's description for the steps."""
     import pytorch_lightning as pl
 
+    from kifaru.predict import _detector_weights, failures_csv
     from kifaru.train import labels as L
     from kifaru.train.data import CachedClips, cache_clips
 
@@ -248,8 +249,8 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
     if is_rank_zero and not config.dry_run:
         version_dir.mkdir(parents=True, exist_ok=True)
         os.environ[VERSION_DIR_ENV] = str(version_dir)
-        _write(version_dir / SPLITS_CSV, L.splits_csv(clips))
-        _write(version_dir / FAILURES_CSV, _failures_csv(cached.failures))
+        write_text_atomically(version_dir / SPLITS_CSV, L.splits_csv(clips))
+        write_text_atomically(version_dir / FAILURES_CSV, failures_csv(cached.failures))
     if cached.failures and is_rank_zero:
         warnings.warn(L.LabelsWarning(f"{len(cached.failures)} labelled clip(s) cannot be read and are left out (see {FAILURES_CSV})"), stacklevel=2)
 
@@ -281,7 +282,7 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
         hparams["lr"] = module.lr
     if is_rank_zero and not config.dry_run:
         resolved = _resolved_config(config, hparams, devices if accelerator == "gpu" else 0, kept_head, labels.has_split, version_dir)
-        _write(version_dir / TRAIN_CONFIGURATION_YAML, _configuration_yaml(resolved, loader, model.model_class, species, module.lr))
+        write_text_atomically(version_dir / TRAIN_CONFIGURATION_YAML, _configuration_yaml(resolved, loader, model.model_class, species, module.lr))
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(config.resume_from) if config.resume_from else None)
     report = TrainReport(version_dir, None, species, clips, cached.failures, epochs=trainer.current_epoch)
     if config.dry_run:
@@ -293,17 +294,11 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
         report.val_metrics = _plain(trainer.validate(module, val_loader, ckpt_path=best_path, verbose=False)[0])
     if trainer.is_global_zero:
         if report.test_metrics:
-            _write(version_dir / "test_metrics.json", json.dumps(report.test_metrics, indent=2))
+            write_text_atomically(version_dir / "test_metrics.json", json.dumps(report.test_metrics, indent=2))
         if report.val_metrics:
-            _write(version_dir / "val_metrics.json", json.dumps(report.val_metrics, indent=2))
+            write_text_atomically(version_dir / "val_metrics.json", json.dumps(report.val_metrics, indent=2))
         report.checkpoint = _export_best(best_path, module, version_dir / f"{config.model_name or 'model'}.ckpt", hparams, trainer.global_step)
     return report
-
-
-def _detector_weights(config: VideoLoaderConfig) -> Optional[Path]:
-    from kifaru.predict import _detector_weights as weights
-
-    return weights(config)
 
 
 def _cache_progress(filepath: str, failure: Optional[ClipFailure], done: int, total: int) -> None:
@@ -395,13 +390,6 @@ def _plain(metrics: dict[str, Any]) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items()}
 
 
-def _failures_csv(failures: list[ClipFailure]) -> str:
-    from kifaru.train.labels import _csv_field
-
-    lines = ["filepath,stage,reason"] + [f"{_csv_field(f.filepath)},{f.stage},{_csv_field(f.reason)}" for f in failures]
-    return "\n".join(lines) + "\n"
-
-
 def _resolved_config(
     config: TrainConfig, hparams: dict[str, Any], gpus: int, kept_head: bool, has_split: bool, version_dir: Path
 ) -> TrainConfig:
@@ -446,10 +434,6 @@ def _git_hash() -> Optional[str]:
         return None
     return result.stdout.strip() if result.returncode == 0 else None
 
-
-def _write(path: Path, text: str) -> None:
-    with atomic_write(path, mode="w") as handle:
-        handle.write(text)
 
 
 __all__ = ["TrainReport", "train_model"]
