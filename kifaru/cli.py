@@ -4,10 +4,11 @@ exceptions into messages and exit codes here, in one place."""
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import yaml
@@ -215,11 +216,14 @@ _PREDICT_OPTIONS = {
 }
 
 
-def _run_configs(args: argparse.Namespace, section_name: str, options: dict[str, str]) -> "KifaruConfig":
-    """The YAML file's configs with the options given on the command line put into its
-    ``section_name`` (precedence: defaults < the file < the command line; --set is applied later,
-    on top of the model's default loader config when the file has none)."""
-    raw = read_config_mapping(args.config) if args.config is not None else {}
+def _run_configs(
+    args: argparse.Namespace, section_name: str, options: dict[str, str], without_file: Optional[dict[str, Any]] = None
+) -> "KifaruConfig":
+    """The YAML file's configs (``without_file`` when no --config is given) with the options given
+    on the command line put into its ``section_name`` (precedence: defaults < the file < the
+    command line; --set is applied later, on top of the model's default loader config when the
+    file has none)."""
+    raw = read_config_mapping(args.config) if args.config is not None else dict(without_file or {})
     section = dict(raw.get(section_name) or {})
     given = {field: getattr(args, dest) for dest, field in options.items() if getattr(args, dest, None) is not None}
     if "model_name" in given and "checkpoint" not in given:
@@ -290,6 +294,7 @@ _TRAIN_OPTIONS = {
     "model_cache_dir": "model_cache_dir",
     "resume_from": "resume_from",
     "cpu_processes": "cpu_processes",
+    "predict_dir": "predict_dir",
 }
 
 
@@ -298,7 +303,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.labels is None and args.config is None:
         raise ConfigError("give --labels (a CSV with filepath and label columns) or --config (a YAML file with a train_config)")
-    config = _run_configs(args, "train_config", _TRAIN_OPTIONS)
+    # As `zamba train`: without --config, the model's official train_config (its fine-tuning
+    # schedule, early stopping and scheduler) rather than TrainConfig's defaults.
+    from kifaru.models.official import video_model_entry
+
+    official = {"train_config": copy.deepcopy(dict(video_model_entry(args.model or "time_distributed").train_config))}
+    config = _run_configs(args, "train_config", _TRAIN_OPTIONS, without_file=official)
     loader = config.video_loader_config
     overrides = _parse_overrides(args.set)
     if overrides:
@@ -306,6 +316,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = train_model(config.train_config, loader)
+    if not report.main_process:
+        return EXIT_OK  # one of DDP's other processes: rank 0 reports, once
     for warning in caught:
         if not issubclass(warning.category, DeprecationWarning):
             print(f"warning: {warning.message}", file=sys.stderr)
@@ -313,8 +325,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("dry run: one batch of each split trained and scored, nothing saved")
         return EXIT_OK
     figures = ", ".join(f"{name} {report.val_metrics[name]:.3f}" for name in ("val_macro_f1", "val_loss") if name in report.val_metrics)
-    print(f"trained {report.epochs} epoch(s) on {len(report.clips.filepaths)} clips ({len(report.failures)} left out); best: {figures}")
+    processes = ""
+    if report.processes > 1:
+        processes = f" with DDP over {report.processes} {'GPUs' if report.accelerator == 'gpu' else 'CPU processes'}"
+    print(f"trained {report.epochs} epoch(s) on {len(report.clips.filepaths)} clips ({len(report.failures)} left out){processes}; best: {figures}")
     print(f"wrote {report.checkpoint} and the run's outputs in {report.version_dir}")
+    if report.predictions is not None:
+        predicted = report.predictions
+        print(f"predicted {len(predicted.predicted)} clips of {config.train_config.predict_dir} "
+              f"({len(predicted.failed)} failed): {', '.join(str(p) for p in predicted.outputs.values())}")  # fmt: skip
     return EXIT_OK
 
 
@@ -531,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cpu-processes", type=int, help="without a GPU: DDP over this many CPU processes")
     train.add_argument("--max-epochs", type=int, help="stop after this many epochs (default: early stopping decides)")
     train.add_argument("--resume-from", type=Path, help="continue an interrupted run from its checkpoints/last.ckpt")
+    train.add_argument("--predict-dir", type=Path, help="when training ends, predict the clips in this folder (version_N/predictions/)")
     train.add_argument("--weight-download-region", choices=["us", "eu", "asia"], help="where official weights come from (default us)")
     train.add_argument("--model-cache-dir", type=Path, help="where official weights are kept")
     train.add_argument("--skip-load-validation", action="store_true", default=None, help="accepted for zamba compatibility (every clip is read up front)")

@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from tests.conftest import SHARED_DATA
+from tests.models.random_checkpoint import write_random_time_distributed
 
 pytestmark = pytest.mark.shared_data
 
@@ -41,7 +42,6 @@ MANIFEST = json.loads((FIXTURE / "manifest.json").read_text(encoding="utf-8"))
 CLIPS = [clip["filepath"] for clip in MANIFEST["clips"]]
 BROKEN = MANIFEST["runs"]["broken_files"]
 TOLERANCE = 0.02  # the requirement, on every probability
-HYPER_PARAMETERS = {"lr": 0.001, "num_frames": 16, "scheduler": None, "scheduler_params": None}  # as zamba's to_disk
 MODEL_CLASS = "TimeDistributedEfficientNet"
 WEIGHT_SEED = MANIFEST["checkpoint"]["weight_seed"]
 # kifaru's failure record for each broken file: (stage, words its reason must have).
@@ -81,17 +81,6 @@ def _skip_without_real_inputs() -> Path:
     if location is None or not location.path.is_file():
         pytest.skip("MegadetectorLite weights are not here; `kifaru models fetch megadetector_lite` gets them")
     return location.path
-
-
-def _write_seed_checkpoint(path: Path, species: list[str]) -> Path:
-    from kifaru.models.checkpoint import write_checkpoint
-    from kifaru.models.time_distributed import TimeDistributedEfficientNet
-    from tests.models.random_checkpoint import random_state_dict
-
-    model = TimeDistributedEfficientNet(num_classes=len(species), num_frames=HYPER_PARAMETERS["num_frames"])
-    model.load_state_dict(random_state_dict(model, WEIGHT_SEED))
-    write_checkpoint(path, model, MODEL_CLASS, species, HYPER_PARAMETERS)
-    return path
 
 
 def _model_cache(request, tmp_path_factory) -> Path:
@@ -141,7 +130,7 @@ def runs(request, tmp_path_factory) -> Runs:
     entry = video_model_entry("time_distributed")
     species = list(entry.species)
     tmp = tmp_path_factory.mktemp("zamba_predict")
-    checkpoint = _write_seed_checkpoint(tmp / "time_distributed_random.ckpt", species)
+    checkpoint = write_random_time_distributed(tmp / "time_distributed_random.ckpt", species, WEIGHT_SEED)
     model_cache = _model_cache(request, tmp_path_factory)
     _drop_stale_exports(model_cache, sha256_of(checkpoint))
     data_root = SHARED_DATA.resolve()  # zamba was given the resolved root: {DATA_ROOT}

@@ -115,7 +115,8 @@ class CheckpointingConfig(StrictConfig):
 
 
 class TrainConfig(StrictConfig):
-    labels: Path
+    # A CSV file, or the rows themselves: records, or a pandas DataFrame (as zamba takes), kept as records.
+    labels: Union[Path, list[dict[str, Any]]]
     data_dir: Optional[Path] = None
     checkpoint: Optional[Path] = None
     scheduler_config: Optional[Union[SchedulerConfig, str]] = "default"
@@ -151,6 +152,18 @@ class TrainConfig(StrictConfig):
     seed: Optional[int] = None
     loggers: list[str] = ["tensorboard"]  # tensorboard, csv
     cpu_processes: int = Field(1, ge=1)  # DDP over this many CPU processes when there is no GPU
+    # A folder of clips that the trained model predicts when training ends (version_N/predictions/).
+    predict_dir: Optional[Path] = None
+    # Clips per holdout video in a second, multi-clip evaluation of the best weights (test_clip_*
+    # and test_video_* metrics, kifaru.train.evaluate); 1: only the usual one-clip test_* metrics.
+    holdout_clips_per_video: int = Field(1, ge=1)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _data_frame_as_records(cls, value: Any) -> Any:
+        if hasattr(value, "to_dict") and hasattr(value, "columns"):  # a pandas DataFrame, without importing pandas
+            return value.to_dict("records")
+        return value
 
     @field_validator("augmentations")
     @classmethod

@@ -147,6 +147,8 @@ class VideoModelEntry(ModelEntry):
     num_frames: int
     # zamba's official config.yaml ``video_loader_config``, as plain data.
     video_loader_config: Mapping[str, Any] = field(hash=False)
+    # zamba's official config.yaml ``train_config`` (what ``zamba train`` uses without --config).
+    train_config: Mapping[str, Any] = field(hash=False)
     published_metrics: tuple[tuple[str, float], ...]  # zamba's val_metrics.json, rounded
     default_for_model_class: bool = False  # the defaults zamba uses for a user checkpoint of that class
 
@@ -255,6 +257,28 @@ def _zamba_loader_config(fps: float, frames: int, detector_size: int, frame_batc
     }
 
 
+def _zamba_train_config(
+    name: str, unfreeze_at: int, pre_train_bn: bool, multiplier: int, patience: int, milestone: Optional[int]
+) -> dict[str, Any]:
+    """An official config.yaml's ``train_config``; ``milestone`` None: scheduler "default"."""
+    scheduler: Any = "default"
+    if milestone is not None:
+        scheduler = {"scheduler": "MultiStepLR", "scheduler_params": {"gamma": 0.5, "milestones": [milestone], "verbose": True}}
+    return {
+        "backbone_finetune_config": {
+            "backbone_initial_ratio_lr": 0.01,
+            "multiplier": multiplier,
+            "pre_train_bn": pre_train_bn,
+            "train_bn": False,
+            "unfreeze_backbone_at_epoch": unfreeze_at,
+            "verbose": True,
+        },
+        "early_stopping_config": {"mode": "max", "monitor": "val_macro_f1", "patience": patience, "verbose": True},
+        "model_name": name,
+        "scheduler_config": scheduler,
+    }
+
+
 def _official_video_model(name: str, file: str, **fields: Any) -> VideoModelEntry:
     return register_model(
         VideoModelEntry(
@@ -278,6 +302,7 @@ TIME_DISTRIBUTED = _official_video_model(
     species=_CENTRAL_AFRICAN_SPECIES,
     num_frames=16,
     video_loader_config=_zamba_loader_config(fps=4.0, frames=16, detector_size=640, frame_batch_size=24),
+    train_config=_zamba_train_config("time_distributed", unfreeze_at=3, pre_train_bn=True, multiplier=1, patience=4, milestone=3),
     published_metrics=(("top-1 accuracy", 0.811), ("macro-F1", 0.442)),
     default_for_model_class=True,
 )
@@ -289,6 +314,7 @@ EUROPEAN = _official_video_model(
     species=_EUROPEAN_SPECIES,
     num_frames=16,
     video_loader_config=_zamba_loader_config(fps=4.0, frames=16, detector_size=416),
+    train_config=_zamba_train_config("european", unfreeze_at=15, pre_train_bn=False, multiplier=1, patience=3, milestone=None),
     published_metrics=(("top-1 accuracy", 0.875), ("macro-F1", 0.386)),
 )
 BLANK_NONBLANK = _official_video_model(
@@ -299,6 +325,7 @@ BLANK_NONBLANK = _official_video_model(
     species=("blank",),
     num_frames=16,
     video_loader_config=_zamba_loader_config(fps=4.0, frames=16, detector_size=640, frame_batch_size=24),
+    train_config=_zamba_train_config("blank_nonblank", unfreeze_at=3, pre_train_bn=True, multiplier=1, patience=5, milestone=3),
     published_metrics=(("accuracy", 0.882), ("macro-F1", 0.881)),
 )
 SLOWFAST = _official_video_model(
@@ -309,6 +336,7 @@ SLOWFAST = _official_video_model(
     species=_CENTRAL_AFRICAN_SPECIES,
     num_frames=32,
     video_loader_config=_zamba_loader_config(fps=8.0, frames=32, detector_size=416),
+    train_config=_zamba_train_config("slowfast", unfreeze_at=3, pre_train_bn=False, multiplier=10, patience=5, milestone=1),
     published_metrics=(("top-1 accuracy", 0.574), ("macro-F1", 0.489)),
     default_for_model_class=True,
 )

@@ -260,5 +260,5 @@ def frames_to_input(frames: torch.Tensor) -> list[torch.Tensor]:
     if missing > 0:
         x = nn.functional.pad(x, (0, 0, 0, 0, missing - missing // 2, missing // 2))
     count = x.shape[-3]
-    slow = torch.index_select(x, -3, torch.linspace(0, count - 1, count // ALPHA).long())
+    slow = torch.index_select(x, -3, torch.linspace(0, count - 1, count // ALPHA, device=x.device).long())
     return [slow, x]

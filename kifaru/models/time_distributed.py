@@ -85,6 +85,6 @@ def _last_layers(network: nn.Module) -> list[nn.Module]:
 def frames_to_input(frames: torch.Tensor) -> torch.Tensor:
     """uint8 frames (..., T, H, W, 3) -> the model's float input (..., T, 3, H, W)."""
     x = frames.movedim(-1, -3).float() / 255.0
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
     return (x - mean) / std

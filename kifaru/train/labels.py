@@ -89,7 +89,7 @@ def read_labels(labels: Path | Sequence[Mapping[str, object]], data_dir: Optiona
 
     Raises ConfigError naming the file and the problem.
     """
-    source = str(labels) if isinstance(labels, (str, Path)) else "labels"
+    source = str(labels) if isinstance(labels, (str, Path)) else "(rows given in Python)"
     if isinstance(labels, (str, Path)):
         try:
             with open(labels, newline="", encoding="utf-8-sig") as handle:

@@ -4,8 +4,8 @@ It wraps the network (``kifaru.models``: the same classes predict runs, with zam
 names), so the weights it trains are saved in zamba's checkpoint format unchanged. The loss is
 binary cross-entropy on logits (multi-label), the optimiser works on the parameters that are
 trainable at the time (the backbone joins when :class:`BackboneFinetuning` unfreezes it), and the
-metrics are zamba's (``kifaru.train.metrics``), computed over the whole validation set of every
-process.
+metrics are zamba's (``kifaru.train.metrics``), computed over the whole validation set (with DDP,
+gathered from every process, each clip once; validation and holdout batches carry the clips' indices).
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ class VideoClassificationModule(pl.LightningModule):
         self._backbone = [backbone]  # a list: not registered twice as a submodule
         self._monitor_for_plateau = monitor_for_plateau
         self.save_hyperparameters(hyper_parameters)
-        self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
+        # Per evaluated batch: (the clips' indices in the dataset, targets, logits).
+        self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
+        self._synced_by_ddp: set[int] = set()  # ids of the parameters DDP averages the gradients of
 
     @property
     def backbone(self) -> Optional[nn.Module]:
@@ -105,16 +107,15 @@ class VideoClassificationModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         frames, targets = batch
         loss = F.binary_cross_entropy_with_logits(self(frames), targets)
-        self.log("train_loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        # sync_dist: with DDP, the epoch's train_loss is the mean over every process's batches.
+        self.log("train_loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(targets))
         return loss
 
     def _evaluation_step(self, batch: Any, subset: str) -> None:
-        frames, targets = batch
+        # The loss and metrics are computed over the whole subset when the epoch ends (_log_metrics).
+        frames, targets, indices = batch  # indices: the clips' places in the dataset
         logits = self(frames)
-        loss = F.binary_cross_entropy_with_logits(logits, targets)
-        # zamba logs the holdout's loss as val_loss too; here each subset has its own name.
-        self.log(f"{subset}_loss", loss.detach(), on_epoch=True, prog_bar=subset == "val", sync_dist=True, batch_size=len(targets))
-        self._outputs[subset].append((targets.detach(), torch.sigmoid(logits.detach().float())))
+        self._outputs[subset].append((indices.detach(), targets.detach(), logits.detach().float()))
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluation_step(batch, "val")
@@ -122,25 +123,66 @@ class VideoClassificationModule(pl.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluation_step(batch, "test")
 
-    def gathered_outputs(self, subset: str) -> tuple[np.ndarray, np.ndarray]:
-        """(targets, probabilities) of the subset from every process, cleared for the next epoch."""
+    def gathered_outputs(self, subset: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(targets, logits) of the subset's clips from every process, each clip once, in the
+        dataset's order (on the CPU); cleared for the next epoch."""
         outputs = self._outputs[subset]
-        targets = torch.cat([t for t, _ in outputs]) if outputs else torch.zeros(0, len(self.species), device=self.device)
-        probabilities = torch.cat([p for _, p in outputs]) if outputs else torch.zeros_like(targets)
+        if outputs:
+            indices, targets, logits = (torch.cat(parts) for parts in zip(*outputs))
+        else:
+            indices = torch.zeros(0, dtype=torch.long, device=self.device)
+            targets = logits = torch.zeros(0, len(self.species), device=self.device)
         outputs.clear()
         if self.trainer is not None and self.trainer.world_size > 1:
-            targets = self.all_gather(targets).flatten(0, 1)
-            probabilities = self.all_gather(probabilities).flatten(0, 1)
-        return targets.cpu().numpy(), probabilities.cpu().numpy()
+            indices, targets, logits = (_gather_from_every_process(t) for t in (indices, targets, logits))
+        # DDP's DistributedSampler gives every process as many clips by repeating a few: they
+        # would count twice in the metrics. np.unique keeps each index's first row.
+        _, first = np.unique(indices.cpu().numpy(), return_index=True)
+        keep = torch.from_numpy(first)
+        return targets.cpu()[keep], logits.cpu()[keep]
 
     def _log_metrics(self, subset: str) -> None:
-        targets, probabilities = self.gathered_outputs(subset)
+        targets, logits = self.gathered_outputs(subset)
         if len(targets) == 0 or self.trainer.sanity_checking:
             return
-        # Every process computed the same values from the gathered outputs: no further syncing.
-        metrics = classification_metrics(targets, probabilities, self.species, subset)
-        self.log(f"{subset}_macro_f1", metrics.pop(f"{subset}_macro_f1"), prog_bar=subset == "val")
-        self.log_dict(metrics)
+        metrics = classification_metrics(targets.numpy(), torch.sigmoid(logits).numpy(), self.species, subset)
+        # zamba logs the holdout's loss as val_loss too; here each subset has its own name.
+        metrics[f"{subset}_loss"] = F.binary_cross_entropy_with_logits(logits, targets).item()
+        # With DDP every process has computed the same values from the gathered outputs; sync_dist
+        # (their mean) costs little and keeps them bit-identical for the callbacks' decisions.
+        bar = {f"{subset}_loss", f"{subset}_macro_f1"} if subset == "val" else set()
+        self.log_dict({k: v for k, v in metrics.items() if k in bar}, prog_bar=True, sync_dist=True)
+        self.log_dict({k: v for k, v in metrics.items() if k not in bar}, sync_dist=True)
+
+    def on_fit_start(self) -> None:
+        # DDP averages the gradients of the parameters trainable when it wrapped the network (just
+        # before this hook); the ones BackboneFinetuning unfreezes later it leaves to each process
+        # (Lightning issue 20340): on_before_optimizer_step averages those.
+        self._synced_by_ddp = {id(p) for p in self.parameters() if p.requires_grad}
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        if self.trainer.world_size <= 1:
+            return
+        late = [p for p in self.parameters() if p.requires_grad and p.grad is not None and id(p) not in self._synced_by_ddp]
+        if late:
+            import torch.distributed as dist
+
+            flat = torch.cat([p.grad.reshape(-1) for p in late])  # one collective, not one per tensor
+            dist.all_reduce(flat)
+            flat /= self.trainer.world_size
+            offset = 0
+            for p in late:
+                p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
+                offset += p.numel()
+
+    def on_train_end(self) -> None:
+        if self.trainer.world_size <= 1:
+            return
+        # DDP keeps every process's weights equal; if they differ, gradients were not shared and
+        # the checkpoint (rank 0's weights) learnt from part of the training clips only.
+        sums = torch.stack([p.detach().double().sum() for p in self.parameters()])
+        if not all(torch.equal(sums, other) for other in _gather_from_every_process(sums[None]).unbind(0)):
+            warnings.warn(TrainWarning("the DDP processes ended training with different weights: please report this as a kifaru bug"), stacklevel=2)
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
@@ -157,8 +199,29 @@ class VideoClassificationModule(pl.LightningModule):
         if name is None:
             return optimizer
         cls = scheduler_class(name)
-        scheduler = cls(optimizer, **supported_params(cls, self.hparams.get("scheduler_params"), "scheduler"))
+        params = supported_params(cls, self.hparams.get("scheduler_params"), "scheduler")
+        if name == "ReduceLROnPlateau":
+            # Its default mode, min, would cut the rate each time the macro F1 improves.
+            params.setdefault("mode", "min" if self._monitor_for_plateau.endswith("loss") else "max")
+        scheduler = cls(optimizer, **params)
         config = {"scheduler": scheduler, "interval": "epoch"}
         if name == "ReduceLROnPlateau":
             config["monitor"] = self._monitor_for_plateau
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def _gather_from_every_process(tensor: torch.Tensor) -> torch.Tensor:
+    """The rows of ``tensor`` from every DDP process, rank by rank; the processes may have
+    different numbers of rows (torch's all_gather wants equal shapes: padded, then cut)."""
+    import torch.distributed as dist
+
+    world_size = dist.get_world_size()
+    count = torch.tensor([tensor.shape[0]], device=tensor.device)
+    counts = [torch.zeros_like(count) for _ in range(world_size)]
+    dist.all_gather(counts, count)
+    longest = int(max(c.item() for c in counts))
+    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    padded[: tensor.shape[0]] = tensor
+    gathered = [torch.zeros_like(padded) for _ in range(world_size)]
+    dist.all_gather(gathered, padded.contiguous())
+    return torch.cat([rows[: int(c.item())] for rows, c in zip(gathered, counts)])

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 TRAIN_CONFIGURATION_YAML = "train_configuration.yaml"
 FAILURES_CSV = "failures.csv"
 SPLITS_CSV = "splits.csv"
+PREDICTIONS_DIR = "predictions"  # predict_dir's outputs, in version_N/
 # Set for DDP's worker processes, which run the command again: they must use rank 0's folder.
 VERSION_DIR_ENV = "KIFARU_TRAIN_VERSION_DIR"
 # The classifier head of each model class: replaced when the species change.
@@ -50,6 +52,11 @@ class TrainReport:
     val_metrics: dict[str, float] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
     epochs: int = 0
+    predictions: Optional[Any] = None  # the PredictReport of predict_dir
+    accelerator: str = "cpu"  # "cpu" or "gpu"
+    processes: int = 1  # DDP's processes (one per GPU, or cpu_processes)
+    # False in DDP's other processes: they run the same command, and only rank 0 reports.
+    main_process: bool = True
 
 
 # -- resolving ----------------------------------------------------------------------------------
@@ -105,6 +112,16 @@ def _loader_config(config: TrainConfig, model: _Model, given: Optional[VideoLoad
     return _with_detector_device(given.model_copy(update={"cache_dir": cache_dir}), device)
 
 
+def _model_name(config: TrainConfig, model: _Model) -> str:
+    """The written checkpoint's name. As zamba: a given checkpoint trains under its model class's
+    default name (a european checkpoint gives time_distributed.ckpt), else model_name."""
+    from kifaru.models.official import default_model_name
+
+    if config.checkpoint is not None:
+        return default_model_name(model.model_class) or config.model_name
+    return config.model_name
+
+
 def _fit_frame_count(model: _Model, loader: VideoLoaderConfig) -> None:
     """A new TimeDistributed network takes the loader's frame count; a checkpoint's must match it."""
     from kifaru.predict import _check_frame_count
@@ -156,7 +173,8 @@ def _accelerator(config: TrainConfig) -> tuple[str, int, str]:
 
 
 def _network(config: TrainConfig, model: _Model, species: list[str], kept_head: bool) -> Any:
-    """The network to train, and the part of it that BackboneFinetuning unfreezes."""
+    """The network to train, and the part of it that BackboneFinetuning unfreezes (None: the
+    whole network trains from the start)."""
     from kifaru.models.checkpoint import _BUILDERS, model_from_checkpoint, normalize_keys, read_checkpoint
 
     if model.checkpoint_path is not None and kept_head:
@@ -182,12 +200,36 @@ def _network(config: TrainConfig, model: _Model, species: list[str], kept_head: 
     else:
         network = _BUILDERS[model.model_class](model.hyper_parameters, len(species))
     network.train()
-    if model.model_class == "TimeDistributedEfficientNet":
-        # zamba freezes the whole EfficientNet; fine-tuning unfreezes its last layers (`backbone`).
-        for parameter in network.base.parameters():
-            parameter.requires_grad = False
-        return network, network.base if config.train_full_backbone else network.backbone
-    return network, network.backbone
+    if model.checkpoint_path is None and not (model.model_class == "TimeDistributedEfficientNet" and config.backbone_pretrained):
+        # Random features (a new backbone without pretrained weights; kifaru cannot fetch
+        # SlowFast's Kinetics weights): frozen, they would teach the head nothing. All of it trains.
+        return network, None
+    # As zamba, for both model classes: everything before the head (`base`) is frozen; fine-tuning
+    # unfreezes its last layers (`backbone`: EfficientNet's last blocks, SlowFast's last stage and
+    # pooling), or all of it with train_full_backbone.
+    for parameter in network.base.parameters():
+        parameter.requires_grad = False
+    return network, network.base if config.train_full_backbone else network.backbone
+
+
+def _check_scheduler(config: TrainConfig, model: _Model) -> None:
+    """An unknown scheduler name fails here, before any clip is read, instead of when Lightning
+    builds the optimiser after the frames are cached."""
+    from kifaru.train.module import scheduler_class
+
+    if config.scheduler_config is None:
+        return
+    if config.scheduler_config == "default":
+        name = model.hyper_parameters.get("scheduler")
+        where = f"checkpoint {model.checkpoint_path}: hyper_parameters.scheduler (scheduler_config 'default' uses it; give a scheduler_config to choose another)"
+    else:
+        name = config.scheduler_config.scheduler
+        where = "scheduler_config.scheduler"
+    if name is not None:
+        try:
+            scheduler_class(str(name))
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
 
 
 def _hyper_parameters(config: TrainConfig, model: _Model, species: list[str], loader: VideoLoaderConfig) -> dict[str, Any]:
@@ -228,12 +270,19 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
     config = train_config
     if config.seed is not None:
         pl.seed_everything(config.seed, workers=True, verbose=False)
+    if config.predict_dir is not None and not Path(config.predict_dir).is_dir():
+        raise ConfigError(f"predict_dir {config.predict_dir}: no such folder (give the folder of clips to predict after training)")
     accelerator, devices, strategy = _accelerator(config)
     model = _model_source(config)
-    labels = L.read_labels(Path(config.labels), Path(config.data_dir) if config.data_dir is not None else None)
+    _check_scheduler(config, model)
+    labels = L.read_labels(config.labels, Path(config.data_dir) if config.data_dir is not None else None)
     species, kept_head = L.choose_species(labels, model.species, config.use_default_model_labels)
     loader = _loader_config(config, model, video_loader_config, "cuda" if accelerator == "gpu" else "cpu")
     _fit_frame_count(model, loader)
+    if config.holdout_clips_per_video > 1:
+        from kifaru.train.evaluate import multi_clip_loader_config
+
+        multi_clip_loader_config(loader, config.holdout_clips_per_video)  # its ConfigError before training, not after
     version_dir = _version_dir(config)
     is_rank_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
@@ -241,11 +290,18 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
     filepaths = sorted({row.filepath for row in labels.rows})
     cached = cache_clips(filepaths, loader, config.num_workers, _detector_weights(loader), None, progress=_cache_progress if is_rank_zero else None)
     if not cached.entries:
-        raise ConfigError(f"labels {config.labels}: none of its {len(filepaths)} clips could be read (e.g. {cached.failures[0].filepath}: {cached.failures[0].reason})")
+        raise ConfigError(f"labels {labels.source}: none of its {len(filepaths)} clips could be read (e.g. {cached.failures[0].filepath}: {cached.failures[0].reason})")
     usable = L.LabelsFile([r for r in labels.rows if r.filepath in cached.entries], labels.has_split, labels.has_site, labels.source)
     clips = L.one_output_if_binary(L.split_clips(L.labelled_clips(usable, species), config.split_proportions, labels.has_split))
     species = clips.species
     hparams = _hyper_parameters(config, model, species, loader)
+    if hparams.get("scheduler") == "ReduceLROnPlateau" and not clips.subset("val")[0]:
+        raise ConfigError("scheduler ReduceLROnPlateau (scheduler_config) steps on a validation metric, but no clip is in the val split; add val clips or choose another scheduler")
+    if is_rank_zero and not labels.has_split:
+        # zamba writes the splits it made into save_dir itself (a dry run too): scripts read it there.
+        save_dir = Path(config.save_dir) if config.save_dir is not None else Path.cwd()
+        save_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(save_dir / SPLITS_CSV, L.splits_csv(clips))
     if is_rank_zero and not config.dry_run:
         version_dir.mkdir(parents=True, exist_ok=True)
         os.environ[VERSION_DIR_ENV] = str(version_dir)
@@ -269,36 +325,81 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
         if not files:
             return None
         dataset = CachedClips([cached.entries[f] for f in files], targets, clip_augmenter(config.augmentations) if augment else None)
-        return _data_loader(dataset, config.batch_size, config.num_workers, shuffle=augment)
+        return _data_loader(dataset if augment else _NumberedClips(dataset), config.batch_size, config.num_workers, shuffle=augment)
 
     train_loader, val_loader, holdout_loader = loader_for("train", augment=True), loader_for("val"), loader_for("holdout")
     if train_loader is None:
         raise ConfigError("no clip is in the train split; check the split column or split_proportions")
-    trainer, best = _trainer(config, version_dir, accelerator, devices, strategy, val_loader is not None)
+    trainer, best = _trainer(config, version_dir, accelerator, devices, strategy, val_loader is not None, finetuned is not None)
     if config.auto_lr_find and not config.dry_run:
         from pytorch_lightning.tuner import Tuner
 
-        Tuner(trainer).lr_find(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        from kifaru.train.module import TrainWarning
+
+        # Lightning's defaults, as zamba's (100 steps from 1e-8 to 1): a small set is gone over
+        # several times. It sets module.lr (and hparams' lr) to its suggestion, if it has one.
+        # It reads only the training loss: no validation loader, no validation epochs.
+        # Those steps may need more epochs than training has (a small set, a small max_epochs), and
+        # Lightning would end the search at max_epochs, too early for a suggestion.
+        before, max_epochs = module.lr, trainer.fit_loop.max_epochs
+        trainer.fit_loop.max_epochs = -1
+        try:
+            Tuner(trainer).lr_find(module, train_dataloaders=train_loader)
+        finally:
+            trainer.fit_loop.max_epochs = max_epochs
+        if module.lr == before:
+            warnings.warn(TrainWarning(f"auto_lr_find found no learning rate (too few steps before the loss diverged): training at lr {before}"), stacklevel=2)
         hparams["lr"] = module.lr
     if is_rank_zero and not config.dry_run:
         resolved = _resolved_config(config, hparams, devices if accelerator == "gpu" else 0, kept_head, labels.has_split, version_dir)
         write_text_atomically(version_dir / TRAIN_CONFIGURATION_YAML, _configuration_yaml(resolved, loader, model.model_class, species, module.lr))
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(config.resume_from) if config.resume_from else None)
-    report = TrainReport(version_dir, None, species, clips, cached.failures, epochs=trainer.current_epoch)
+    report = TrainReport(
+        version_dir, None, species, clips, cached.failures, epochs=trainer.current_epoch, accelerator=accelerator,
+        processes=devices, main_process=trainer.is_global_zero,
+    )  # fmt: skip
     if config.dry_run:
         return report
     best_path = best.best_model_path or best.last_model_path
-    if holdout_loader is not None:
-        report.test_metrics = _plain(trainer.test(module, holdout_loader, ckpt_path=best_path, verbose=False)[0])
-    if val_loader is not None:
-        report.val_metrics = _plain(trainer.validate(module, val_loader, ckpt_path=best_path, verbose=False)[0])
+    with warnings.catch_warnings():
+        # With DDP, Lightning advises one process for scoring, as its DistributedSampler repeats
+        # a few clips; the module counts each clip once (by its index), so all processes score.
+        warnings.filterwarnings("ignore", message="Using `DistributedSampler` with the dataloaders")
+        if holdout_loader is not None:
+            report.test_metrics = _plain(trainer.test(module, holdout_loader, ckpt_path=best_path, verbose=False)[0])
+        if val_loader is not None:
+            report.val_metrics = _plain(trainer.validate(module, val_loader, ckpt_path=best_path, verbose=False)[0])
+    if holdout_loader is not None and config.holdout_clips_per_video > 1 and trainer.is_global_zero:
+        from kifaru.train.evaluate import evaluate_holdout
+
+        # trainer.test/validate loaded the best weights into the module (and left it on the CPU).
+        report.test_metrics.update(evaluate_holdout(
+            module, *clips.subset("holdout"), loader, config.holdout_clips_per_video, config.batch_size, config.num_workers,
+            "cuda" if accelerator == "gpu" else "cpu", _detector_weights(loader), _cache_progress,
+        ))  # fmt: skip
     if trainer.is_global_zero:
         if report.test_metrics:
             write_text_atomically(version_dir / "test_metrics.json", json.dumps(report.test_metrics, indent=2))
         if report.val_metrics:
             write_text_atomically(version_dir / "val_metrics.json", json.dumps(report.val_metrics, indent=2))
-        report.checkpoint = _export_best(best_path, module, version_dir / f"{config.model_name or 'model'}.ckpt", hparams, trainer.global_step)
+        report.checkpoint = _export_best(best_path, module, version_dir / f"{_model_name(config, model)}.ckpt", hparams, trainer.global_step)
+        if config.predict_dir is not None:
+            report.predictions = _predict_folder(config, report.checkpoint, loader, version_dir / PREDICTIONS_DIR)
     return report
+
+
+def _predict_folder(config: TrainConfig, checkpoint: Path, loader: VideoLoaderConfig, save_dir: Path) -> Any:
+    """The trained model on ``predict_dir``: kifaru predict's outputs in ``save_dir``."""
+    from kifaru.config import PredictConfig
+    from kifaru.predict import predict_model
+
+    print(f"predicting the clips in {config.predict_dir} with {checkpoint.name}", flush=True)
+    predict_config = PredictConfig(
+        data_dir=config.predict_dir, checkpoint=checkpoint, save_dir=save_dir, batch_size=config.batch_size,
+        num_workers=config.num_workers, model_cache_dir=config.model_cache_dir,
+    )  # fmt: skip
+    # The frames the model was trained on, without the training frame cache.
+    return predict_model(predict_config, loader.model_copy(update={"cache_dir": None}))
 
 
 def _cache_progress(filepath: str, failure: Optional[ClipFailure], done: int, total: int) -> None:
@@ -306,6 +407,21 @@ def _cache_progress(filepath: str, failure: Optional[ClipFailure], done: int, to
         print(f"[frames {done}/{total}] {filepath}: left out ({failure.stage}: {failure.reason})", flush=True)
     elif done == total or done % 50 == 0:
         print(f"[frames {done}/{total}] selected and cached", flush=True)
+
+
+class _NumberedClips:
+    """A dataset's items with their index, (frames, target, index), for validation and holdout:
+    with DDP, the module gathers every process's outputs and counts each clip once by it."""
+
+    def __init__(self, clips: Any) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any, int]:
+        frames, target = self.clips[index]
+        return frames, target, index
 
 
 def _data_loader(dataset: Any, batch_size: int, num_workers: int, shuffle: bool) -> Any:
@@ -319,7 +435,9 @@ def _data_loader(dataset: Any, batch_size: int, num_workers: int, shuffle: bool)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, **extra)
 
 
-def _trainer(config: TrainConfig, version_dir: Path, accelerator: str, devices: int, strategy: str, has_val: bool) -> tuple[Any, Any]:
+def _trainer(
+    config: TrainConfig, version_dir: Path, accelerator: str, devices: int, strategy: str, has_val: bool, freezes_backbone: bool
+) -> tuple[Any, Any]:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -343,9 +461,15 @@ def _trainer(config: TrainConfig, version_dir: Path, accelerator: str, devices: 
         )  # fmt: skip
     if stopping is not None:
         callbacks.append(EarlyStopping(monitor=stopping.monitor, patience=stopping.patience, mode=stopping.mode, verbose=stopping.verbose))
-    if config.backbone_finetune_config is not None:
+    if config.backbone_finetune_config is not None and freezes_backbone:
         callbacks.append(BackboneFinetuning(**config.backbone_finetune_config.model_dump()))
     loggers: list[Any] = []
+    if config.loggers and not config.dry_run:
+        from pytorch_lightning.callbacks import LearningRateMonitor
+
+        # The rate of each parameter group per epoch (lr-Adam, or lr-Adam/pg1, pg2 once the
+        # backbone joins): what the scheduler and the backbone fine-tuning did.
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if "tensorboard" in config.loggers:
         from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -367,6 +491,9 @@ def _trainer(config: TrainConfig, version_dir: Path, accelerator: str, devices: 
         num_sanity_val_steps=0,
         default_root_dir=version_dir,
         enable_model_summary=False,
+        # Lightning's bar (steps and time left in the epoch) on a terminal; in a log file its
+        # redraws are noise, and EpochSummary's line per epoch says what matters.
+        enable_progress_bar=sys.stderr.isatty(),
         log_every_n_steps=1,
     )
     return trainer, best

@@ -115,6 +115,8 @@ KIFARU_TRAIN_DEFAULTS = {
     "seed": None,
     "loggers": ["tensorboard"],
     "cpu_processes": 1,
+    "predict_dir": None,
+    "holdout_clips_per_video": 1,
 }
 
 

@@ -65,3 +65,19 @@ def random_frames(seed: int, frames: int = 16, height: int = 64, width: int = 11
         for c in range(3):
             clip[t, :, :, c] = np.clip(blob * rng.uniform(0.3, 1) + rng.normal(0, 20, (height, width)), 0, 255)
     return clip
+
+
+# zamba's to_disk hparams for its random time_distributed checkpoint (zamba_model_reference.py).
+TIME_DISTRIBUTED_HPARAMS = {"lr": 0.001, "num_frames": 16, "scheduler": None, "scheduler_params": None}
+
+
+def write_random_time_distributed(path, species: list[str], seed: int):
+    """kifaru's copy of the seeded random time_distributed checkpoint (zamba's format) at ``path``.
+    Needs kifaru (imported here, so that this file still runs in zamba's venv)."""
+    from kifaru.models.checkpoint import write_checkpoint
+    from kifaru.models.time_distributed import TimeDistributedEfficientNet
+
+    model = TimeDistributedEfficientNet(num_classes=len(species), num_frames=TIME_DISTRIBUTED_HPARAMS["num_frames"])
+    model.load_state_dict(random_state_dict(model, seed))
+    write_checkpoint(path, model, "TimeDistributedEfficientNet", species, TIME_DISTRIBUTED_HPARAMS)
+    return path

@@ -126,8 +126,18 @@ def test_loader_config_species_and_file_are_zambas(name):
     hparams = yaml.safe_load((folder / "hparams.yaml").read_text())
     entry = video_model_entry(name)
     assert dict(entry.video_loader_config) == config["video_loader_config"]
+    assert dict(entry.train_config) == config["train_config"]
     assert entry.weights_filename == config["public_checkpoint"]
     assert list(entry.species) == hparams["species"] and entry.model_class == hparams["model_class"]
+
+
+@pytest.mark.parametrize("name", OFFICIAL_VIDEO_MODELS)
+def test_official_train_configs_are_valid_train_configs(name):
+    from kifaru.config.run import TrainConfig
+
+    config = TrainConfig.model_validate({**video_model_entry(name).train_config, "labels": "labels.csv"})
+    assert config.model_name == name and config.backbone_finetune_config.backbone_initial_ratio_lr == 0.01
+    assert config.early_stopping_config.monitor == "val_macro_f1"
 
 
 def test_default_model_name_per_model_class():

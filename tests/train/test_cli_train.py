@@ -58,3 +58,37 @@ def test_train_model_is_kifarus_top_level_function_as_zambas():
 
     assert kifaru.train_model is train_model
     assert kifaru.predict_model.__module__ == "kifaru.predict"
+
+
+def test_kifaru_train_without_a_config_file_uses_the_official_models_train_config(tmp_path, capsys):
+    """As `zamba train`: no --config means config.yaml's train_config of --model (its fine-tuning
+    schedule, patience and scheduler), not TrainConfig's defaults."""
+    import torch
+    import yaml
+
+    from kifaru.models.checkpoint import write_checkpoint
+    from kifaru.models.time_distributed import TimeDistributedEfficientNet
+
+    labels = write_training_set(tmp_path / "clips", clips_per_class=4, n_frames=4)
+    species = ["blue_disc", "green_bar", "red_square"]
+    torch.manual_seed(0)
+    network = TimeDistributedEfficientNet(len(species), num_frames=4, backbone_name="test_efficientnet")
+    loader = {"fps": 4, "total_frames": 4, "model_input_height": 48, "model_input_width": 64, "cache_dir": str(tmp_path / "frames")}
+    hparams = {"num_frames": 4, "backbone_name": "test_efficientnet", "lr": 0.001, "scheduler": None,
+               "scheduler_params": None, "video_loader_config": loader}  # fmt: skip
+    write_checkpoint(tmp_path / "mine.ckpt", network, "TimeDistributedEfficientNet", species, hparams)
+    code = main(["train", "--labels", str(labels), "--data-dir", str(tmp_path / "clips"), "--checkpoint", str(tmp_path / "mine.ckpt"),
+                 "--max-epochs", "1", "--batch-size", "4", "--num-workers", "0", "--save-dir", str(tmp_path / "out")])  # fmt: skip
+    assert code == EXIT_OK, capsys.readouterr().err
+    recorded = yaml.safe_load((tmp_path / "out" / "version_0" / "train_configuration.yaml").read_text())["train_config"]
+    assert recorded["backbone_finetune_config"]["unfreeze_backbone_at_epoch"] == 3  # TrainConfig's default is 5
+    assert recorded["backbone_finetune_config"]["pre_train_bn"] is True
+    assert recorded["early_stopping_config"]["patience"] == 4
+    assert recorded["scheduler_config"]["scheduler"] == "MultiStepLR"
+    assert recorded["scheduler_config"]["scheduler_params"]["milestones"] == [3]
+
+
+def test_kifaru_train_with_an_unknown_model_lists_the_official_ones(tmp_path, capsys):
+    code = main(["train", "--labels", str(tmp_path / "labels.csv"), "--model", "time_distributd"])
+    assert code == EXIT_USAGE
+    assert "did you mean 'time_distributed'" in capsys.readouterr().err

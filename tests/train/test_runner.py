@@ -62,7 +62,7 @@ def trained(clip_set, tmp_path_factory):
     with_bad = tmp_path / "labels.csv"
     with_bad.write_text(labels.read_text() + f"missing.mp4,red_square\n{broken},blue_disc\n")
     with pytest.warns(LabelsWarning, match="2 labelled clip"):
-        report = train_model(config(tmp_path, with_bad, folder, max_epochs=2), loader(tmp_path))
+        report = train_model(config(tmp_path, with_bad, folder, max_epochs=2, predict_dir=folder), loader(tmp_path))
     return report, tmp_path
 
 
@@ -82,6 +82,8 @@ def test_a_run_writes_zambas_outputs_in_a_fresh_version_folder(trained):
     assert "test_loss" in test_metrics and "val_loss" not in test_metrics  # the holdout under its own name
     assert {"test_macro_f1", "test_top_1_accuracy", "species/test_f1/red_square"} <= set(test_metrics)
     assert "val_macro_f1" in json.loads((version / "val_metrics.json").read_text())
+    # The splits it made are also where zamba writes them, in save_dir itself.
+    assert (tmp_path / "out" / "splits.csv").read_text() == (version / "splits.csv").read_text()
 
 
 def test_unreadable_and_missing_clips_are_reported_and_never_trained_on(trained):
@@ -122,6 +124,25 @@ def test_the_trained_model_predicts_with_kifaru_predict(trained, tmp_path):
     assert result.run.species == report.species
 
 
+def test_the_predict_dir_is_predicted_with_the_trained_model_when_training_ends(trained, clip_set):
+    report, _ = trained
+    folder, _ = clip_set
+    clips = sorted(str(p) for p in folder.glob("*.mp4"))
+    assert sorted(r.filepath for r in report.predictions.predicted) == clips and not report.predictions.failed
+    assert report.predictions.run.species == report.species
+    assert report.predictions.run.predict_config.checkpoint == report.checkpoint
+    csv_path = report.version_dir / "predictions" / "zamba_predictions.csv"
+    assert csv_path in report.predictions.outputs.values()
+    assert len(rows(csv_path)) == len(clips)
+
+
+def test_a_missing_predict_dir_is_an_error_before_training(clip_set, tmp_path):
+    folder, labels = clip_set
+    with pytest.raises(ConfigError, match=r"predict_dir .*nowhere: no such folder"):
+        train_model(config(tmp_path, labels, folder, predict_dir=tmp_path / "nowhere"), loader(tmp_path))
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_second_run_gets_the_next_version_and_overwrite_writes_into_save_dir(clip_set, tmp_path):
     folder, labels = clip_set
     (tmp_path / "out" / "version_4").mkdir(parents=True)
@@ -131,11 +152,11 @@ def test_a_second_run_gets_the_next_version_and_overwrite_writes_into_save_dir(c
     assert report.version_dir == tmp_path / "mine" and (tmp_path / "mine" / "time_distributed.ckpt").is_file()
 
 
-def test_a_dry_run_trains_one_batch_and_writes_nothing(clip_set, tmp_path):
+def test_a_dry_run_trains_one_batch_and_writes_only_the_splits(clip_set, tmp_path):
     folder, labels = clip_set
     report = train_model(config(tmp_path, labels, folder, dry_run=True), loader(tmp_path))
     assert report.checkpoint is None
-    assert not (tmp_path / "out").exists()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["splits.csv"]  # as zamba's dry run
 
 
 def _source_checkpoint(tmp_path, species):
@@ -154,9 +175,10 @@ def _source_checkpoint(tmp_path, species):
 def test_fine_tuning_a_checkpoint_keeps_or_replaces_its_head(clip_set, tmp_path, model_species, kept):
     folder, labels = clip_set
     source, original = _source_checkpoint(tmp_path, model_species)
-    run = config(tmp_path, labels, folder, from_scratch=False, backbone=None, checkpoint=source,
+    run = config(tmp_path, labels, folder, from_scratch=False, backbone=None, checkpoint=source, model_name="european",
                  backbone_finetune_config={"unfreeze_backbone_at_epoch": 5})  # fmt: skip
     report = train_model(run, loader(tmp_path))
+    assert report.checkpoint.name == "time_distributed.ckpt"  # as zamba: named by the checkpoint's model class
     trained = read_checkpoint(report.checkpoint)
     assert trained.species == (model_species if kept else ["blue_disc", "green_bar", "red_square"])
     assert trained.hyper_parameters["lr"] == 0.002  # the checkpoint's learning rate
@@ -215,3 +237,27 @@ def test_resuming_continues_at_the_next_epoch_with_the_optimizer_state(clip_set,
     # Adam's per-parameter step count went on from the saved one instead of starting again.
     adam_steps = {int(s["step"]) for s in after["optimizer_states"][0]["state"].values()}
     assert max(adam_steps) == 3 * steps_per_epoch
+
+
+def test_a_new_backbone_without_pretrained_weights_trains_whole_from_the_first_epoch(clip_set, tmp_path):
+    """Frozen random features would teach the head nothing: the zamba freezing schedule applies
+    only to pretrained or checkpoint backbones."""
+    folder, labels = clip_set
+    report = train_model(config(tmp_path, labels, folder, backbone_finetune_config={"unfreeze_backbone_at_epoch": 5}), loader(tmp_path))
+    last = torch.load(report.version_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    optimised = sum(len(group["params"]) for group in last["optimizer_states"][0]["param_groups"])
+    network = TimeDistributedEfficientNet(len(report.species), num_frames=FRAMES, backbone_name="test_efficientnet")
+    assert optimised == len(list(network.parameters()))  # every parameter, not only the head's
+
+
+def test_labels_given_as_a_data_frame_or_records_split_as_the_csv_does(clip_set, tmp_path):
+    """zamba's TrainConfig takes a DataFrame; kifaru keeps its rows as records."""
+    pandas = pytest.importorskip("pandas")
+    folder, labels = clip_set
+    frame = pandas.read_csv(labels)
+    for name, given in (("csv", labels), ("frame", frame), ("records", frame.to_dict("records"))):
+        train_model(config(tmp_path, given, folder, dry_run=True, save_dir=tmp_path / name), loader(tmp_path))
+    assert TrainConfig(labels=frame).labels == frame.to_dict("records")
+    expected = (tmp_path / "csv" / "splits.csv").read_text()
+    assert (tmp_path / "frame" / "splits.csv").read_text() == expected
+    assert (tmp_path / "records" / "splits.csv").read_text() == expected
