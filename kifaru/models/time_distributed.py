@@ -49,6 +49,10 @@ class TimeDistributedEfficientNet(nn.Module):
         efficientnet = timm.create_model(backbone_name or BACKBONE_NAME, pretrained=pretrained)
         efficientnet.reset_classifier(0)  # pooled features out (zamba: classifier = Identity)
         self.num_frames = num_frames
+        # zamba keeps the backbone's BatchNorm in inference mode, even when training: right for
+        # learnt weights. kifaru.train sets it False for a random backbone trained from scratch,
+        # whose BatchNorm must learn its statistics (frozen at mean 0, variance 1 it normalises nothing).
+        self.frozen_batchnorm = True
         self.backbone = nn.ModuleList(_last_layers(efficientnet))
         self.base = _TimeDistributed(efficientnet)
         self.classifier = nn.Sequential(
@@ -64,7 +68,8 @@ class TimeDistributedEfficientNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.num_frames:
             raise ValueError(f"this model takes {self.num_frames} frames per video, not {x.shape[1]}")
-        self.base.eval()  # zamba keeps the backbone's BatchNorm in inference mode, even when training
+        if self.frozen_batchnorm:
+            self.base.eval()
         return self.classifier(self.base(x))
 
 

@@ -202,7 +202,10 @@ def _network(config: TrainConfig, model: _Model, species: list[str], kept_head: 
     network.train()
     if model.checkpoint_path is None and not (model.model_class == "TimeDistributedEfficientNet" and config.backbone_pretrained):
         # Random features (a new backbone without pretrained weights; kifaru cannot fetch
-        # SlowFast's Kinetics weights): frozen, they would teach the head nothing. All of it trains.
+        # SlowFast's Kinetics weights): frozen, they would teach the head nothing. All of it trains,
+        # BatchNorm statistics included (zamba's TimeDistributed keeps them frozen: pretrained ones).
+        if model.model_class == "TimeDistributedEfficientNet":
+            network.frozen_batchnorm = False
         return network, None
     # As zamba, for both model classes: everything before the head (`base`) is frozen; fine-tuning
     # unfreezes its last layers (`backbone`: EfficientNet's last blocks, SlowFast's last stage and
