@@ -135,12 +135,17 @@ def _fit_frame_count(model: _Model, loader: VideoLoaderConfig) -> None:
         _check_frame_count(model, loader)
 
 
+def _save_dir(config: TrainConfig) -> Path:
+    """save_dir, or the current folder as zamba's default."""
+    return Path(config.save_dir) if config.save_dir is not None else Path.cwd()
+
+
 def _version_dir(config: TrainConfig) -> Path:
     """``save_dir/version_N`` (N one more than the largest there), or ``save_dir`` with overwrite."""
     inherited = os.environ.get(VERSION_DIR_ENV)
     if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
         return Path(inherited)
-    save_dir = Path(config.save_dir) if config.save_dir is not None else Path.cwd()
+    save_dir = _save_dir(config)
     if config.overwrite:
         return save_dir
     numbers = [int(p.name[8:]) for p in save_dir.glob("version_*") if p.name[8:].isdigit()] if save_dir.is_dir() else []
@@ -280,7 +285,8 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
     _check_scheduler(config, model)
     labels = L.read_labels(config.labels, Path(config.data_dir) if config.data_dir is not None else None)
     species, kept_head = L.choose_species(labels, model.species, config.use_default_model_labels)
-    loader = _loader_config(config, model, video_loader_config, "cuda" if accelerator == "gpu" else "cpu")
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    loader = _loader_config(config, model, video_loader_config, device)
     _fit_frame_count(model, loader)
     if config.holdout_clips_per_video > 1:
         from kifaru.train.evaluate import multi_clip_loader_config
@@ -302,7 +308,7 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
         raise ConfigError("scheduler ReduceLROnPlateau (scheduler_config) steps on a validation metric, but no clip is in the val split; add val clips or choose another scheduler")
     if is_rank_zero and not labels.has_split:
         # zamba writes the splits it made into save_dir itself (a dry run too): scripts read it there.
-        save_dir = Path(config.save_dir) if config.save_dir is not None else Path.cwd()
+        save_dir = _save_dir(config)
         save_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomically(save_dir / SPLITS_CSV, L.splits_csv(clips))
     if is_rank_zero and not config.dry_run:
@@ -378,7 +384,7 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
         # trainer.test/validate loaded the best weights into the module (and left it on the CPU).
         report.test_metrics.update(evaluate_holdout(
             module, *clips.subset("holdout"), loader, config.holdout_clips_per_video, config.batch_size, config.num_workers,
-            "cuda" if accelerator == "gpu" else "cpu", _detector_weights(loader), _cache_progress,
+            device, _detector_weights(loader), _cache_progress,
         ))  # fmt: skip
     if trainer.is_global_zero:
         if report.test_metrics:
