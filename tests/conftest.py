@@ -34,3 +34,8 @@ def megadetector_lite():
     if location is None or not location.path.is_file():
         pytest.skip("MegadetectorLite weights are not here; `kifaru models fetch megadetector_lite` gets them")
     return load_megadetector_lite()
+
+
+# The local HTTP server (127.0.0.1) and the fresh-machine user, for every test folder.
+from tests.http_server import http_server, lightning_attribute_dict  # noqa: E402,F401
+from tests.new_user import new_user, random_time_distributed_checkpoint  # noqa: E402,F401

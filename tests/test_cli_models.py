@@ -11,7 +11,6 @@ from kifaru.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from kifaru.models import registry
 from kifaru.models.registry import EUROPEAN, MEGADETECTOR_LITE, list_models, list_video_models
 from kifaru.models.s3 import MODELS_URL_ENV
-from tests.models.conftest import http_server  # noqa: F401  (the local HTTP server fixture)
 from tests.models.local_index import make_wheel, publish_wheel, sha256, wheel_requests
 from tests.models.official_files import checkpoint_requests, publish, tiny_checkpoint, use_mirror
 

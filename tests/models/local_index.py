@@ -1,4 +1,4 @@
-"""A package index on the local HTTP test server (tests/models/conftest.py): wheel-shaped zips
+"""A package index on the local HTTP test server (tests/http_server.py): wheel-shaped zips
 listed on a PEP 503 page at ``<server>/simple/<project>/``, as pip and kifaru read them."""
 
 from __future__ import annotations

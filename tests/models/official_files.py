@@ -1,4 +1,4 @@
-"""Stand-ins for zamba's official checkpoints on the local HTTP test server (tests/models/conftest.py),
+"""Stand-ins for zamba's official checkpoints on the local HTTP test server (tests/http_server.py),
 laid out as in DrivenData's buckets and answered with S3-style ETags.
 
 The checkpoints are tiny (a Linear layer, plus padding bytes where a test needs several MiB), with

@@ -1,4 +1,5 @@
-"""A local HTTP file server for download tests: no test here may reach the network."""
+"""A local HTTP file server on 127.0.0.1 for download tests (no test may reach the network), and
+a stand-in for Lightning's AttributeDict. Both fixtures are registered in tests/conftest.py."""
 
 from __future__ import annotations
 
