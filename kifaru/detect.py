@@ -1,14 +1,24 @@
 """``kifaru detect``: MegadetectorLite over many files, with outputs the camera-trap ecosystem reads.
 
-Each file ends up with a record: its detections frame by frame, or a failure with the reason.
-Records are appended to a progress file as files finish, so an interrupted run started again with
-the same output folder skips what is done. When every file has a record, the outputs are written
-(each replaced atomically):
+Each file ends up with a record: its detections frame by frame, or a failure with the reason, and
+notes on what was odd about it (a clip cut short: the frames that could be read are used).
+Records are appended to a progress file as files finish, and the progress file stays after the run.
+The rule for an output folder that holds an earlier run (``kifaru.progress.records_to_resume``, the
+same as predict's): with the same settings, the run continues (files done are not done again; a
+finished run's outputs are written again, e.g. with another ``threshold``); with other settings,
+or when the folder holds outputs but no progress file (whose settings cannot be known), it is
+refused with a ConfigError saying what differs, unless ``overwrite`` starts over.
+
+When every file has a record, the outputs are written (each replaced atomically); a run that is
+interrupted (Ctrl-C, SIGTERM) writes them for the files finished, marked as partial, and raises
+:class:`kifaru.exceptions.Interrupted`:
 
 - ``detections.json``: MegaDetector batch-output format 1.6 (Timelapse, MegaDetector's tools);
-  videos carry ``frame_rate``, ``frames_processed`` and a ``frame_number`` per detection.
+  videos carry ``frame_rate``, ``frames_processed`` and a ``frame_number`` per detection. The
+  format has no field for notes: a file's are in an extra ``notes`` list in its entry (readers
+  ignore keys they do not know). A partial run says so in ``info.custom_metadata.partial``.
 - ``detection_summary.csv``: one row per file: animal or blank at the threshold, the highest
-  confidence, frames with an animal, first and last time one is seen.
+  confidence, frames with an animal, first and last time one is seen, and its notes.
 """
 
 from __future__ import annotations
@@ -22,11 +32,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from kifaru.config.video import VideoLoaderConfig
-from kifaru.exceptions import ConfigError
+from kifaru.exceptions import ConfigError, Interrupted
 from kifaru.failures import read_failure
 from kifaru.files import write_text_atomically
 from kifaru.models.registry import MEGADETECTOR_LITE
-from kifaru.progress import ProgressLog, file_fingerprint, read_progress
+from kifaru.progress import ProgressLog, file_fingerprint, records_to_resume
 
 DETECTIONS_JSON = "detections.json"
 SUMMARY_CSV = "detection_summary.csv"
@@ -45,10 +55,12 @@ SUMMARY_COLUMNS = (
     "first_animal_s",
     "last_animal_s",
     "failure",
+    "note",
 )
 
 # kifaru detect samples frames at 1 fps by default: a camera-trap clip's animal stays for seconds.
 DEFAULT_DETECT_FPS = 1.0
+DEFAULT_DETECT_THRESHOLD = 0.25  # MegadetectorLite's default confidence: a box it keeps counts
 
 
 def default_detect_config(fps: float = DEFAULT_DETECT_FPS, **detector: Any) -> VideoLoaderConfig:
@@ -66,6 +78,7 @@ class FileRecord:
     frames: list[dict] = field(default_factory=list)  # {"frame_number", "time", "detections": [[x1, y1, x2, y2, conf]]}
     failure: Optional[str] = None
     fingerprint: Optional[list] = None  # [size, mtime_ns] when it was processed
+    notes: list[str] = field(default_factory=list)  # e.g. a clip cut short: only its first frames could be read
 
     def animal_frames(self, threshold: float) -> list[dict]:
         return [f for f in self.frames if any(d[4] >= threshold for d in f["detections"])]
@@ -93,7 +106,7 @@ def detect_files(
     output_dir: Path,
     *,
     video_loader_config: Optional[VideoLoaderConfig] = None,
-    threshold: float = 0.25,
+    threshold: float = DEFAULT_DETECT_THRESHOLD,
     relative_to: Optional[Path] = None,
     overwrite: bool = False,
     detector: Any = None,
@@ -102,8 +115,9 @@ def detect_files(
     """Run MegadetectorLite on every file and write the outputs to ``output_dir``.
 
     ``relative_to``: the folder the output paths are written relative to (Timelapse's root
-    folder), else paths are written as given. ``overwrite`` False: results of an earlier run in
-    ``output_dir`` for unchanged files are reused; True: start over.
+    folder), else paths are written as given. ``overwrite`` False: an earlier run in
+    ``output_dir`` with the same settings is continued (its results for unchanged files are
+    reused), one with other settings is refused (ConfigError); True: start over.
     """
     from kifaru.video.loader import FrameLoader
 
@@ -113,27 +127,51 @@ def detect_files(
     if not 0 <= threshold <= 1:
         raise ConfigError(f"threshold {threshold} is not between 0 and 1")
     output_dir = Path(output_dir)
+    done = earlier_records(output_dir, config, overwrite=overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
     progress_path = output_dir / PROGRESS_FILE
-    if overwrite:
-        progress_path.unlink(missing_ok=True)
-    done = _read_progress(progress_path, config)
     paths = [Path(p) for p in filepaths]
     loader = FrameLoader(config, detector=detector)
-    records, skipped = [], 0
-    with ProgressLog(progress_path, _progress_header(config)) as log:
-        for path in paths:
-            previous = done.get(str(path))
-            if previous is not None and previous.fingerprint == file_fingerprint(path):
-                record, skipped = previous, skipped + 1
-            else:
-                record = _detect_one(loader, path)
-                log.append(record.__dict__)
-            records.append(record)
-            if progress is not None:
-                progress(record, len(records), len(paths))
-    outputs = write_outputs(records, output_dir, threshold=threshold, relative_to=relative_to, config=config)
+    records: list[FileRecord] = []
+    skipped = 0
+    write = dict(threshold=threshold, relative_to=relative_to, config=config)
+    try:
+        with ProgressLog(progress_path, _progress_header(config)) as log:
+            for path in paths:
+                previous = done.get(str(path))
+                if previous is not None and previous.fingerprint == file_fingerprint(path):
+                    record, skipped = previous, skipped + 1
+                else:
+                    record = _detect_one(loader, path)
+                    log.append(record.__dict__)
+                records.append(record)
+                if progress is not None:
+                    progress(record, len(records), len(paths))
+    except KeyboardInterrupt as interrupt:
+        # What is finished gets its outputs now (marked partial), in input order: the files done
+        # so far, then those an earlier run did among the rest. The same command continues.
+        finished = records + [
+            done[str(p)] for p in paths[len(records):]
+            if str(p) in done and done[str(p)].fingerprint == file_fingerprint(p)
+        ]
+        outputs = write_outputs(finished, output_dir, partial=(len(finished), len(paths)), **write)
+        raise Interrupted.after(interrupt, len(finished), len(paths), outputs) from None
+    outputs = write_outputs(records, output_dir, **write)
     return DetectReport(records, skipped, outputs)
+
+
+def earlier_records(output_dir: Path, config: VideoLoaderConfig, *, overwrite: bool = False) -> dict[str, FileRecord]:
+    """The records of an earlier run in ``output_dir`` that a run with ``config`` continues from,
+    by filepath; ConfigError if the folder holds a run with other settings (see the module's rule).
+    ``overwrite``: start over (the progress file is deleted)."""
+    output_dir = Path(output_dir)
+    items = records_to_resume(
+        output_dir / PROGRESS_FILE,
+        _progress_header(config),
+        overwrite=overwrite,
+        outputs=[output_dir / DETECTIONS_JSON, output_dir / SUMMARY_CSV],
+    )
+    return {item["filepath"]: FileRecord(**item) for item in items}
 
 
 def _detect_one(loader: Any, path: Path) -> FileRecord:
@@ -163,7 +201,14 @@ def _detect_one(loader: Any, path: Path) -> FileRecord:
         frame_rate=None if found.is_image else found.frame_rate,
         frames=frames,
         fingerprint=fingerprint,
+        notes=[_without_path(note, path) for note in found.warnings],
     )
+
+
+def _without_path(note: str, path: Path) -> str:
+    """A loader note without the path it starts with (the record says which file it is)."""
+    prefix = f"{path}: "
+    return note[len(prefix):] if note.startswith(prefix) else note
 
 
 def _looks_like_image(path: Path) -> bool:
@@ -184,11 +229,6 @@ def _progress_header(config: VideoLoaderConfig) -> dict:
     }
 
 
-def _read_progress(path: Path, config: VideoLoaderConfig) -> dict[str, FileRecord]:
-    records = read_progress(path, _progress_header(config)) or []
-    return {item["filepath"]: FileRecord(**item) for item in records}
-
-
 # -- outputs ----------------------------------------------------------------------------------
 
 
@@ -199,11 +239,14 @@ def write_outputs(
     threshold: float,
     relative_to: Optional[Path],
     config: VideoLoaderConfig,
+    partial: Optional[tuple[int, int]] = None,
 ) -> dict[str, Path]:
+    """Both outputs; ``partial``: (files done, files in all) of an interrupted run."""
     records = list(records)
     json_path = output_dir / DETECTIONS_JSON
     csv_path = output_dir / SUMMARY_CSV
-    write_text_atomically(json_path, json.dumps(megadetector_json(records, threshold=threshold, relative_to=relative_to, config=config), indent=1, ensure_ascii=False) + "\n")
+    data = megadetector_json(records, threshold=threshold, relative_to=relative_to, config=config, partial=partial)
+    write_text_atomically(json_path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     write_text_atomically(csv_path, summary_csv(records, threshold=threshold))
     return {"detections": json_path, "summary": csv_path}
 
@@ -219,7 +262,12 @@ def _output_path(filepath: str, relative_to: Optional[Path]) -> str:
 
 
 def megadetector_json(
-    records: Sequence[FileRecord], *, threshold: float, relative_to: Optional[Path], config: VideoLoaderConfig
+    records: Sequence[FileRecord],
+    *,
+    threshold: float,
+    relative_to: Optional[Path],
+    config: VideoLoaderConfig,
+    partial: Optional[tuple[int, int]] = None,
 ) -> dict:
     """MegaDetector batch output, format 1.6: one entry per image or video."""
     detector = config.megadetector_lite_config
@@ -238,7 +286,17 @@ def megadetector_json(
                 for f in record.frames
                 for d in f["detections"]
             ]
+        if record.notes:
+            entry["notes"] = list(record.notes)
         images.append(entry)
+    custom: dict[str, Any] = {}
+    if partial is not None:
+        done, total = partial
+        custom["partial"] = {
+            "files_done": done,
+            "files_in_run": total,
+            "note": "the run was interrupted: the same command continues it and writes the whole file",
+        }
     return {
         "info": {
             "format_version": "1.6",
@@ -259,6 +317,7 @@ def megadetector_json(
                     "image_height": detector.image_height,
                 },
                 "weights_credit": MEGADETECTOR_LITE.credit,
+                **custom,
             },
         },
         "detection_categories": dict(DETECTION_CATEGORIES),
@@ -280,8 +339,9 @@ def _md_detection(detection: Sequence[float], frame_number: Optional[int]) -> di
 
 
 def summary_row(record: FileRecord, threshold: float) -> dict[str, Any]:
+    note = "; ".join(record.notes)
     if record.failure:
-        return {"filepath": record.filepath, "media": record.media, "result": "failed", "failure": record.failure}
+        return {"filepath": record.filepath, "media": record.media, "result": "failed", "failure": record.failure, "note": note}
     animal = record.animal_frames(threshold)
     times = [f["time"] for f in animal]
     video = record.media == "video"
@@ -295,6 +355,7 @@ def summary_row(record: FileRecord, threshold: float) -> dict[str, Any]:
         "first_animal_s": round(min(times), 3) if times and video else "",
         "last_animal_s": round(max(times), 3) if times and video else "",
         "failure": "",
+        "note": note,
     }
 
 

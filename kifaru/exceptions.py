@@ -103,3 +103,47 @@ class PartialDecodeWarning(UserWarning):
 
 class FrameSelectionWarning(UserWarning):
     """Frame selection did something other than what the config asks, where zamba would fail."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (SIGINT) or SIGTERM before every file had a result.
+
+    A KeyboardInterrupt, so that no ``except Exception`` around one file's work records it as that
+    file's failure. The CLI raises it on SIGTERM (``signal_name``) as Python raises
+    KeyboardInterrupt on Ctrl-C; detect and predict raise it again once they have written the
+    outputs of the files finished: ``done`` of ``total`` files, ``outputs`` the files written
+    (empty when nothing is saved).
+    """
+
+    def __init__(
+        self,
+        signal_name: str = "SIGINT",
+        done: int | None = None,
+        total: int | None = None,
+        outputs: dict[str, Path] | None = None,
+    ) -> None:
+        self.signal_name = signal_name
+        self.done = done
+        self.total = total
+        self.outputs = dict(outputs or {})
+        super().__init__(signal_name)
+
+    @classmethod
+    def after(cls, interrupt: BaseException, done: int, total: int, outputs: dict[str, Path]) -> "Interrupted":
+        """The interrupt of a run that had finished ``done`` of ``total`` files and wrote ``outputs``."""
+        return cls(getattr(interrupt, "signal_name", "SIGINT"), done, total, outputs)
+
+
+class TrainingInterrupted(Interrupted):
+    """Training stopped by Ctrl-C or SIGTERM. ``last_checkpoint`` (``version_dir``/checkpoints/
+    last.ckpt, written when it stopped) continues it as ``resume_from``; None when it stopped
+    before its first training step, which leaves no version folder (``version_dir`` None too).
+    ``epochs`` is the number of epochs it finished."""
+
+    def __init__(
+        self, signal_name: str, version_dir: Path | None, last_checkpoint: Path | None, epochs: int = 0
+    ) -> None:
+        super().__init__(signal_name, outputs={"last_checkpoint": last_checkpoint} if last_checkpoint else None)
+        self.version_dir = version_dir
+        self.last_checkpoint = last_checkpoint
+        self.epochs = epochs

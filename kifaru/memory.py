@@ -1,4 +1,4 @@
-"""Giving freed memory back to the operating system.
+"""Memory: giving freed memory back to the operating system, and how much the system has left.
 
 glibc keeps memory that large temporary buffers used (ONNX Runtime builds its sessions with
 several hundred MB of them; a clip's decoded frames are tens of MB) for later reuse, so a process's
@@ -31,3 +31,15 @@ def release_freed_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+def available_memory_bytes() -> Optional[int]:
+    """Memory the system can give without swapping (MemAvailable, Linux); None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -12,7 +12,14 @@ Outputs in ``save_dir`` (each replaced atomically, so a reader never sees half a
 
 Each clip's result is appended to a progress file as it completes. An interrupted run (Ctrl-C,
 kill -9, power loss) started again with the same settings skips the finished clips; the CSV it
-writes at the end is the one an uninterrupted run writes.
+writes at the end is the one an uninterrupted run writes. Ctrl-C or SIGTERM also writes the
+outputs for the clips finished (the CSVs then hold only those) before
+:class:`kifaru.exceptions.Interrupted` is raised.
+
+A save_dir that holds an earlier run follows detect's rule (``kifaru.progress.records_to_resume``):
+an interrupted run with the same checkpoint and loader config is continued, one with other
+settings is refused naming what differs, and the outputs of a finished run (no progress file: it
+is deleted when a run finishes) are refused as zamba refuses them; ``overwrite`` starts over.
 """
 
 from __future__ import annotations
@@ -30,9 +37,9 @@ import yaml
 
 from kifaru.config.run import PredictConfig
 from kifaru.config.video import VideoLoaderConfig
-from kifaru.exceptions import ConfigError
+from kifaru.exceptions import ConfigError, Interrupted
 from kifaru.files import write_text_atomically
-from kifaru.progress import ProgressLog, file_fingerprint, read_progress
+from kifaru.progress import ProgressLog, check_finished_outputs, file_fingerprint, records_to_resume
 from kifaru.failures import STAGE_FILE, STAGE_FRAMES, STAGE_MODEL
 from kifaru.video.parallel import ClipResult
 
@@ -130,13 +137,15 @@ def resolve_predict_run(
     video_loader_config: Optional[VideoLoaderConfig] = None,
     *,
     video_loader_overrides: Optional[dict[str, Any]] = None,
+    overrides_name: str = "video_loader_overrides",
 ) -> PredictRun:
     """The explicit step: find the files, fetch and read the checkpoint, pick the device and the
     loader config, and check the outputs can be written. Raises ConfigError (or another
     KifaruError) naming the problem before any clip is read.
 
     ``video_loader_config`` None: the checkpoint's own (kifaru records it), else the official
-    one of the model's family. ``video_loader_overrides``: fields set on top of either.
+    one of the model's family. ``video_loader_overrides``: fields set on top of either; a bad one
+    is reported as ``{overrides_name} FIELD=VALUE`` (the CLI's ``--set``).
     """
     from kifaru.models.checkpoint_info import read_checkpoint_info
     from kifaru.models.download import sha256_of
@@ -146,8 +155,9 @@ def resolve_predict_run(
     config = predict_config
     save_dir = Path(config.save_dir) if config.save_dir is not None else Path.cwd()
     files, duplicates, ignored = _input_files(config)
-    if config.save and not config.dry_run:
-        _check_outputs(save_dir, config.overwrite)
+    checking_outputs = config.save and not config.dry_run and not config.overwrite
+    if checking_outputs:  # before the checkpoint is fetched
+        check_finished_outputs(save_dir / PROGRESS_FILE, _finished_outputs(save_dir), overwrite_hint=OVERWRITE_HINT)
 
     if config.checkpoint is not None:
         checkpoint_path = Path(config.checkpoint)
@@ -163,7 +173,7 @@ def resolve_predict_run(
         )
     loader_config = video_loader_config or _default_loader_config(checkpoint, family)
     if video_loader_overrides:
-        loader_config = _with_overrides(loader_config, video_loader_overrides)
+        loader_config = _with_overrides(loader_config, video_loader_overrides, overrides_name)
     _check_frame_count(checkpoint, loader_config)
     if config.proba_threshold is not None and config.output_class_names:
         warnings.warn(PredictWarning("output_class_names is ignored: proba_threshold gives 0/1 per species"), stacklevel=2)
@@ -179,7 +189,7 @@ def resolve_predict_run(
         }
     )
     loader_config = _with_detector_device(loader_config, device)
-    return PredictRun(
+    run = PredictRun(
         predict_config=resolved,
         video_loader_config=loader_config,
         checkpoint=checkpoint,
@@ -190,6 +200,9 @@ def resolve_predict_run(
         duplicates=duplicates,
         ignored=ignored,
     )
+    if checking_outputs:  # an interrupted run here must have been made with these settings
+        _earlier_records(run)
+    return run
 
 
 def _input_files(config: PredictConfig) -> tuple[list[InputFile], int, str]:
@@ -227,15 +240,25 @@ def _input_file(filepath: str) -> InputFile:
     return InputFile(filepath, path, failure)
 
 
-def _check_outputs(save_dir: Path, overwrite: bool) -> None:
-    if overwrite or (save_dir / PROGRESS_FILE).exists():
-        return  # an interrupted run in this folder is continued
-    existing = [name for name in (PREDICTIONS_CSV, CONFIGURATION_YAML) if (save_dir / name).exists()]
-    if existing:  # as zamba: either file marks a finished run
-        raise ConfigError(
-            f"save_dir {save_dir} already holds {' and '.join(existing)}: pass --overwrite (overwrite: true) "
-            "to replace it, or choose another save_dir"
-        )
+OVERWRITE_HINT = "--overwrite (overwrite: true)"
+
+
+def _finished_outputs(save_dir: Path) -> list[Path]:
+    """As zamba: either file marks a finished run."""
+    return [save_dir / PREDICTIONS_CSV, save_dir / CONFIGURATION_YAML]
+
+
+def _earlier_records(run: PredictRun) -> dict[str, ClipRecord]:
+    """The records of an interrupted run in save_dir that this run continues, by filepath (the
+    rule of ``records_to_resume``); with overwrite, none (the progress file is deleted)."""
+    items = records_to_resume(
+        run.save_dir / PROGRESS_FILE,
+        _progress_header(run),
+        overwrite=bool(run.predict_config.overwrite),
+        outputs=_finished_outputs(run.save_dir),
+        overwrite_hint=OVERWRITE_HINT,
+    )
+    return {item["filepath"]: ClipRecord(**item) for item in items}
 
 
 def _official_checkpoint(config: PredictConfig) -> Path:
@@ -243,7 +266,7 @@ def _official_checkpoint(config: PredictConfig) -> Path:
 
     return official_checkpoint(
         config.model_name,
-        region=str(config.weight_download_region),
+        region=config.weight_download_region,
         cache_dir=Path(config.model_cache_dir) if config.model_cache_dir else None,
     )
 
@@ -265,11 +288,11 @@ def _default_loader_config(checkpoint: Any, family: Optional[str]) -> VideoLoade
     return video_model_entry(family).default_video_loader_config()
 
 
-def _with_overrides(config: VideoLoaderConfig, overrides: dict[str, Any]) -> VideoLoaderConfig:
-    from kifaru.config.files import validate_config
+def _with_overrides(config: VideoLoaderConfig, overrides: dict[str, Any], name: str) -> VideoLoaderConfig:
+    from kifaru.config.files import override_layers, validate_layered_config
 
-    merged = {**config.model_dump(exclude_unset=False), **overrides}
-    return validate_config({"video_loader_config": merged}, source="video_loader_config with overrides").video_loader_config
+    base = ("video_loader_config", {"video_loader_config": config.model_dump(exclude_unset=False)})
+    return validate_layered_config([base, *override_layers(overrides, name)]).video_loader_config
 
 
 def _check_frame_count(checkpoint: Any, config: VideoLoaderConfig) -> None:
@@ -287,28 +310,25 @@ def _check_frame_count(checkpoint: Any, config: VideoLoaderConfig) -> None:
 def _with_detector_device(config: VideoLoaderConfig, device: str) -> VideoLoaderConfig:
     """The detector's device resolved (zamba records it): where it is not given, the run's GPU
     if it has one, else the CPU."""
+    from kifaru.device import check_device
+
     detector = config.megadetector_lite_config
-    if detector is None or detector.device not in (None, "auto"):
+    if detector is None:
+        return config
+    if detector.device not in (None, "auto"):
+        check_device(detector.device, "video_loader_config.megadetector_lite_config.device")
         return config
     detector_device = device if device.startswith("cuda") else "cpu"
     return config.model_copy(update={"megadetector_lite_config": detector.model_copy(update={"device": detector_device})})
 
 
 def _device(gpus: Optional[int]) -> str:
-    from kifaru.device import resolve_device
+    from kifaru.device import check_device
 
-    if gpus is None:
-        return resolve_device(None)
-    if gpus == 0:
-        return "cpu"
-    import torch
-
-    available = torch.cuda.device_count()
-    if gpus > available:
-        raise ConfigError(f"gpus {gpus}: only {available} CUDA GPU(s) here; use gpus: 0 for the CPU")
-    if gpus > 1:
+    device = check_device(gpus, "gpus")
+    if gpus is not None and gpus > 1:
         warnings.warn(PredictWarning(f"gpus {gpus}: kifaru predict runs the model on one GPU"), stacklevel=3)
-    return "cuda"
+    return device
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -332,7 +352,7 @@ def predict_model(
     files = run.files[: config.batch_size] if config.dry_run else run.files
     header = _progress_header(run)
     progress_path = run.save_dir / PROGRESS_FILE
-    earlier = {r["filepath"]: ClipRecord(**r) for r in (read_progress(progress_path, header) or [])} if saving else {}
+    earlier = _earlier_records(run) if saving else {}
 
     records: dict[str, ClipRecord] = {}
     unreadable, todo = [], []
@@ -360,10 +380,17 @@ def predict_model(
             if progress is not None:
                 progress(record, len(records), len(files))
 
-        for record in unreadable:
-            finish(record)
-        if todo:
-            _predict_clips(run, todo, finish)
+        try:
+            for record in unreadable:
+                finish(record)
+            if todo:
+                _predict_clips(run, todo, finish)
+        except KeyboardInterrupt as interrupt:
+            # The clips finished get their outputs now (the CSVs hold only those); the progress
+            # file stays, so the same command continues.
+            finished = [records[item.filepath] for item in files if item.filepath in records]
+            outputs = write_outputs(finished, run) if saving else {}
+            raise Interrupted.after(interrupt, len(finished), len(files), outputs) from None
 
     ordered = [records[item.filepath] for item in files]
     outputs = {}
@@ -447,13 +474,19 @@ def _run_batch(classifier: Any, batch: list[ClipResult]) -> list[tuple[ClipResul
 
 
 def _detector_weights(config: VideoLoaderConfig) -> Optional[Path]:
-    """Resolved here, once, so that no worker process downloads anything."""
+    """Resolved here, once, so that no worker process downloads anything (nor exports the
+    network to ONNX: each would, unseen)."""
     if config.megadetector_lite_config is None:
         return None
+    from kifaru.detection.megadetector_lite import export_before_workers
+    from kifaru.device import resolve_device
     from kifaru.models.registry import MEGADETECTOR_LITE
     from kifaru.models.weights import resolve_weights
 
-    return resolve_weights(MEGADETECTOR_LITE)
+    weights = resolve_weights(MEGADETECTOR_LITE)
+    # resolve_weights checked the file against the registry: its sha256 is the entry's.
+    export_before_workers(weights, MEGADETECTOR_LITE.weights_sha256, resolve_device(config.megadetector_lite_config.device))
+    return weights
 
 
 def _progress_header(run: PredictRun) -> dict[str, Any]:

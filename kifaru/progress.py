@@ -1,9 +1,12 @@
 """Progress files: one JSON line per finished file, so an interrupted run can pick up where it stopped.
 
-The first line is a header saying what the records depend on (settings, weights). A later run
-reuses the records only if its header is the same; every record is flushed and fsynced as it is
-written, so a crash (kill -9, power loss) loses at most the file being worked on, and a line torn
-by the crash is ignored when reading.
+The first line is a header saying what the records depend on (settings, weights). Every record is
+flushed and fsynced as it is written, so a crash (kill -9, power loss) loses at most the file being
+worked on, and a line torn by the crash is ignored when reading.
+
+One rule for a folder an earlier run wrote into, the same for ``detect`` and ``predict``
+(:func:`records_to_resume`): a run with the same settings continues where the earlier one
+stopped; a run with other settings is refused, naming what differs; ``overwrite`` starts over.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
+
+from kifaru.exceptions import ConfigError
 
 
 class ProgressLog:
@@ -61,18 +66,71 @@ def read_header(path: Path) -> Optional[dict[str, Any]]:
     return header if isinstance(header, dict) else None
 
 
-def read_progress(path: Path, header: dict[str, Any]) -> Optional[list[dict[str, Any]]]:
-    """The records of a progress file written with this ``header``, in the order written.
+def records_to_resume(
+    path: Path,
+    header: dict[str, Any],
+    *,
+    overwrite: bool = False,
+    outputs: Sequence[Path] = (),
+    overwrite_hint: str = "--overwrite",
+) -> list[dict[str, Any]]:
+    """The records of an earlier run in the progress file ``path`` that this run (whose settings
+    are ``header``) continues from, in the order written. The rule, for detect and predict:
 
-    None when there is no such file. A file written with another header (other settings, or
-    damaged) is deleted, and an empty list returned: its records do not apply.
+    - ``overwrite``: start over. The progress file is deleted, nothing is reused.
+    - a progress file written with the same header: its records (an interrupted run continues;
+      detect, which keeps its progress file, writes a finished run's outputs again).
+    - a progress file written with another header: ConfigError naming what differs.
+    - no progress file (or one that holds nothing, such as a header torn by a crash) while any of
+      ``outputs`` exists: the outputs of a finished run whose settings are unknown: ConfigError
+      (as zamba refuses to write over predictions).
+    - otherwise: [], a fresh run.
+
+    ``overwrite_hint``: how the user asks for ``overwrite`` (named in the messages).
     """
     path = Path(path)
-    if not path.exists():
-        return None
-    if read_header(path) != header:
-        path.unlink()
+    if overwrite:
+        path.unlink(missing_ok=True)
         return []
+    if path.exists():
+        earlier = read_header(path)
+        records = _read_records(path)
+        if earlier is None and records:
+            raise ConfigError(
+                f"{path.parent}: the progress file {path.name} of an earlier run is damaged (its first line does "
+                f"not say which settings its {len(records)} results were made with): {_start_over(overwrite_hint)}"
+            )
+        if earlier is None:
+            path.unlink()  # nothing in it: a crash cut its first line short
+        elif earlier != header:
+            differences = describe_differences(earlier, header)
+            raise ConfigError(
+                f"{path.parent} holds the results of an earlier run made with other settings "
+                f"({'; '.join(differences[:6])}{'; ...' if len(differences) > 6 else ''}). "
+                f"Run with those settings to continue it, or {_start_over(overwrite_hint)}"
+            )
+        else:
+            return records
+    check_finished_outputs(path, outputs, overwrite_hint=overwrite_hint)
+    return []
+
+
+def check_finished_outputs(path: Path, outputs: Sequence[Path], *, overwrite_hint: str = "--overwrite") -> None:
+    """The part of :func:`records_to_resume`'s rule that needs no header (so a command can refuse
+    before it resolves its model): ConfigError when there is no progress file ``path`` but some of
+    ``outputs`` exist."""
+    if Path(path).exists():
+        return
+    existing = [Path(p).name for p in outputs if Path(p).exists()]
+    if existing:
+        raise ConfigError(f"{Path(path).parent} already holds {' and '.join(existing)}: {_start_over(overwrite_hint)}")
+
+
+def _start_over(overwrite_hint: str) -> str:
+    return f"pass {overwrite_hint} to start over (the earlier results are replaced), or choose another folder"
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
     records = []
     with open(path, encoding="utf-8", errors="replace") as handle:
         handle.readline()
@@ -84,6 +142,32 @@ def read_progress(path: Path, header: dict[str, Any]) -> Optional[list[dict[str,
             if isinstance(item, dict):
                 records.append(item)
     return records
+
+
+def describe_differences(then: Any, now: Any, name: str = "") -> list[str]:
+    """What differs between two headers, field by field: ``["video_loader_config.fps: 2.0 then,
+    1.0 now"]`` (nested mappings are compared key by key, anything else as a whole)."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        differences = []
+        for key in list(then) + [k for k in now if k not in then]:
+            field = f"{name}.{key}" if name else str(key)
+            differences += describe_differences(then.get(key, _NOT_SET), now.get(key, _NOT_SET), field)
+        return differences
+    if then == now:
+        return []
+    return [f"{name}: {_shown(then)} then, {_shown(now)} now"]
+
+
+_NOT_SET = object()
+
+
+def _shown(value: Any) -> str:
+    if value is _NOT_SET:
+        return "not set"
+    if isinstance(value, str):
+        # Hashes (weights, checkpoints) are long: their start tells them apart.
+        return value if len(value) <= 24 else value[:12] + "..."
+    return json.dumps(value, ensure_ascii=False)
 
 
 def file_fingerprint(path: Path) -> Optional[list]:
@@ -103,3 +187,9 @@ def format_duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def plural(count: int, noun: str, nouns: Optional[str] = None) -> str:
+    """``count`` and the noun agreeing with it, for progress and summary lines: "1 file",
+    "3 files", "0 files" (``nouns``: the plural where it is not ``noun`` + "s")."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"

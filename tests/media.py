@@ -155,3 +155,20 @@ def make_clip_with_audio(path: Path, n_frames: int = 20, fps: int = 10, video_st
         for packet in sorted(packets, key=lambda p: float(p.dts * p.time_base)):
             container.mux(packet)
     return path
+
+
+def animal_picture(height: int = 288, width: int = 448, shift: int = 0) -> np.ndarray:
+    """An RGB photo of an animal (scikit-image's cat, Chelsea), cropped to ``height`` x ``width``
+    from ``shift`` pixels in: the real MegadetectorLite scores it about 0.5."""
+    from skimage import data
+
+    cat = data.chelsea()  # 300 x 451
+    return np.ascontiguousarray(cat[:height, shift : shift + width])
+
+
+def make_animal_clip(path: Path, animal_at: Sequence[int], n_frames: int = 12, fps: int = 4, size: tuple[int, int] = (288, 448)) -> Path:
+    """A clip of index frames (no animal: the detector finds nothing) with the animal photo at the
+    frames ``animal_at`` (each shifted a little, so that no two frames are the same)."""
+    height, width = size
+    frames = [animal_picture(height, width, shift=i % 4) if i in animal_at else index_frame(i, height, width) for i in range(n_frames)]
+    return make_clip(path, fps=fps, size=size, frames=frames)

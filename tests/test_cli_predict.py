@@ -33,7 +33,8 @@ def predict(*options: str) -> int:
 
 def test_predict_writes_the_outputs_and_reports_failures(data_dir, checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
-    assert predict("--data-dir", data_dir, "--checkpoint", checkpoint, "--save-dir", out) == EXIT_OK
+    # broken.mp4 has a failure record, not a prediction: the run finishes and exits 1.
+    assert predict("--data-dir", data_dir, "--checkpoint", checkpoint, "--save-dir", out) == EXIT_FAILED
     captured = capsys.readouterr()
     assert "TinyVideoNet with 3 species" in captured.err and "device cpu (" in captured.err
     assert "3 files: 2 predicted, 1 failed" in captured.out
@@ -59,7 +60,8 @@ def test_command_line_options_win_over_the_yaml_file(data_dir, checkpoint, tmp_p
         )
     )
     out = tmp_path / "out"
-    assert predict("--config", config, "--proba-threshold", "0.1", "--save-dir", out, "--set", "model_input_width=36") == EXIT_OK
+    code = predict("--config", config, "--proba-threshold", "0.1", "--save-dir", out, "--set", "model_input_width=36")
+    assert code == EXIT_FAILED  # broken.mp4
     saved = yaml.safe_load((out / CONFIGURATION_YAML).read_text())
     assert saved["predict_config"]["proba_threshold"] == 0.1  # the option, not the file's 0.9
     assert saved["predict_config"]["batch_size"] == 1  # the file's, not the default
@@ -90,12 +92,84 @@ def test_every_file_failing_exits_with_failure(tmp_path, checkpoint, capsys):
     (tmp_path / "clips" / "x.mp4").write_bytes(b"")
     code = predict("--data-dir", tmp_path / "clips", "--checkpoint", checkpoint, "--save-dir", tmp_path / "out")
     assert code == EXIT_FAILED
-    assert "1 files: 0 predicted, 1 failed" in capsys.readouterr().out
+    assert "1 file: 0 predicted, 1 failed" in capsys.readouterr().out
 
 
 def test_no_save_prints_the_predictions(data_dir, checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert predict("--data-dir", data_dir, "--checkpoint", checkpoint, "--no-save", "-y") == EXIT_OK
+    assert predict("--data-dir", data_dir, "--checkpoint", checkpoint, "--no-save", "-y") == EXIT_FAILED  # broken.mp4
     out = capsys.readouterr().out
     assert out.splitlines()[1] == "filepath," + ",".join(SPECIES)
     assert not list(tmp_path.iterdir())
+
+
+
+def test_predict_with_only_its_required_arguments_as_a_new_user(new_user, random_time_distributed_checkpoint, capsys):
+    """`kifaru predict --data-dir DIR` on a fresh machine: the official time_distributed model (a
+    random-weight copy of the real network, served on the bucket mirror) and MegadetectorLite (the
+    real one, served as zamba's wheel) are fetched on first use, saying so with progress, and
+    exported to ONNX Runtime, saying so; clips are read by worker processes (the default
+    num_workers); zamba's three outputs land in the current folder. A second run is quiet."""
+    from kifaru.device import usable_cores
+    from kifaru.models.registry import MEGADETECTOR_LITE, TIME_DISTRIBUTED
+
+    new_user.serve_megadetector_lite()
+    new_user.serve_official_checkpoint("time_distributed", random_time_distributed_checkpoint.read_bytes())
+    clips = new_user.work / "clips"
+    names = ["a.mp4", "b.avi"]  # each clip costs ~6 s of CPU in the network: two are enough
+    make_clip(clips / "a.mp4", n_frames=12, size=(128, 224))
+    make_clip(clips / "b.avi", n_frames=16, size=(128, 224), codec="mpeg4")
+
+    assert main(["predict", "--data-dir", str(clips)]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "2 files: 2 predicted, 0 failed" in captured.out
+    workers = min(3, usable_cores())  # num_workers 3 by default, at most one per core
+    assert f"2 files, {workers} loading process" in captured.err
+    size_mb = random_time_distributed_checkpoint.stat().st_size >> 20
+    for entry in (MEGADETECTOR_LITE, TIME_DISTRIBUTED):
+        assert f"{entry.name}: not in the model cache yet: downloading {entry.weights_filename}" in captured.err
+        assert (new_user.model_cache / entry.weights_filename).is_file()
+    assert f"  {size_mb} MB of {size_mb} MB" in captured.err  # the download's progress
+    assert "MegadetectorLite: exporting the network to ONNX Runtime" in captured.err
+    assert f"{TIME_DISTRIBUTED.weights_filename}: exporting the network to ONNX Runtime" in captured.err
+
+    species = list(TIME_DISTRIBUTED.species)
+    with open(new_user.work / PREDICTIONS_CSV, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == ["filepath", *species]
+        rows = list(reader)
+    assert sorted(r["filepath"] for r in rows) == sorted(str((clips / n).resolve()) for n in names)
+    # zamba's models are multi-label, a sigmoid per species: each value a probability written to
+    # 5 decimals (a row does not sum to 1). Each clip's own frames give its own row.
+    values = [[row[s] for s in species] for row in rows]
+    assert all(0 < float(v) < 1 and len(v.partition(".")[2]) <= 5 for row in values for v in row)
+    assert len({tuple(row) for row in values}) == len(rows)
+    assert (new_user.work / FAILURES_CSV).read_text() == "filepath,stage,reason\n"
+    configuration = yaml.safe_load((new_user.work / CONFIGURATION_YAML).read_text())
+    assert configuration["model_class"] == "TimeDistributedEfficientNet" and configuration["species"] == species
+    assert configuration["predict_config"]["weight_download_region"] == "us"
+    assert configuration["predict_config"]["checkpoint"] == str(new_user.model_cache / TIME_DISTRIBUTED.weights_filename)
+
+    # Everything is in the cache now: nothing to download or export, nothing said about it (one
+    # clip read here, to keep the test short).
+    (new_user.work / "one").mkdir()
+    (clips / "a.mp4").rename(new_user.work / "one" / "a.mp4")
+    assert main(["predict", "--data-dir", "one", "--save-dir", "second", "--num-workers", "0"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "downloading" not in err and "exporting" not in err and " MB" not in err
+    # Read in this process, a.mp4 gets the row the worker processes gave it. The network's float32
+    # sums may differ in the last bits with another batch; written to 5 decimals, that is at most
+    # one unit of the last decimal.
+    with open(new_user.work / "second" / PREDICTIONS_CSV, newline="") as handle:
+        (again,) = list(csv.DictReader(handle))
+    first = next(r for r in rows if r["filepath"].endswith("a.mp4"))
+    assert [float(again[s]) for s in species] == pytest.approx([float(first[s]) for s in species], abs=1.01e-5)
+
+
+def test_a_junk_checkpoint_is_named_and_explained(data_dir, tmp_path, capsys):
+    junk = tmp_path / "model.ckpt"
+    junk.write_bytes(b"j" + (174812789).to_bytes(4, "little") + b"junk" * 10)  # torch says "KeyError: 174812789"
+    assert predict("--data-dir", data_dir, "--checkpoint", junk, "--save-dir", tmp_path / "out") == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"error: checkpoint {junk}: not a PyTorch checkpoint: neither the zip archive torch.save writes" in err
+    assert "174812789" not in err and not (tmp_path / "out").exists()

@@ -11,8 +11,11 @@ import copy
 import csv
 import json
 import math
+from fractions import Fraction
+import re
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import kifaru.detect
 from kifaru.config import VideoLoaderConfig
 from kifaru.detect import (
     DETECTIONS_JSON,
@@ -31,7 +35,8 @@ from kifaru.detect import (
     detect_files,
     write_outputs,
 )
-from kifaru.exceptions import ConfigError
+from kifaru.exceptions import ConfigError, Interrupted
+from kifaru.models.registry import MEGADETECTOR_LITE
 from tests.detection.fakes import IndexScoringDetector
 from tests.detection.md_format import assert_valid_md_batch, md_batch_errors
 from tests.media import BAND_ROWS, index_frame, make_audio_only, make_clip
@@ -174,10 +179,11 @@ def test_frames_processed_are_the_frames_sampled_at_the_configured_fps(media, tm
         assert len(record.frames) == expected, name
         assert int(rows[name]["frames_processed"]) == expected
         assert entries[name]["frames_processed"] == [f["frame_number"] for f in record.frames]
-        # The k-th sampled frame is the one showing at k / fps seconds.
+        # The k-th sampled frame is the one showing at k / fps seconds: the last to start at or
+        # before it (c.mov at fps=2: frames 0, 2, 5, 7, ...), with that frame's own time.
         for k, frame in enumerate(record.frames):
-            assert frame["time"] == pytest.approx(k / fps, abs=1 / RATES[name])
-            assert frame["frame_number"] == pytest.approx(k / fps * RATES[name], abs=1)
+            assert frame["frame_number"] == math.floor(Fraction(k) / Fraction(fps) * Fraction(RATES[name])), (name, k)
+            assert frame["time"] == pytest.approx(frame["frame_number"] / RATES[name], abs=1e-9)
     assert report.records[-1].frames[0]["frame_number"] == 0  # a still image is one frame at any fps
     assert read_json(tmp_path / "out")["info"]["custom_metadata"]["frame_sampling"]["fps"] == fps
 
@@ -201,6 +207,7 @@ def test_summary_csv_columns_and_values(media, done):
         "first_animal_s": "1.0",
         "last_animal_s": "2.0",
         "failure": "",
+        "note": "",
     }
     b = rows["b.mp4"]  # 110 scores 0.2: below the threshold
     assert (b["result"], b["max_confidence"], b["frames_with_animal"], b["first_animal_s"], b["last_animal_s"]) == ("blank", "0.2", "0", "", "")
@@ -241,6 +248,34 @@ def test_a_bad_threshold_or_config_is_refused_before_any_work(media, tmp_path):
     with pytest.raises(ConfigError, match="megadetector_lite_config"):
         detect_files(media, tmp_path / "out", video_loader_config=VideoLoaderConfig(fps=1), detector=detector)
     assert detector.calls == []
+
+
+def test_a_truncated_clip_is_flagged_in_every_output(tmp_path):
+    """A clip cut short (a card pulled while the camera was writing) gives the frames that are
+    there, and says so: in the record, the summary's note column, detections.json and the
+    progress file, as predict does."""
+    whole = make_clip(tmp_path / "whole.avi", codec="mjpeg", frames=[index_frame(10 + i) for i in range(30)])
+    cut = tmp_path / "media" / "cut.avi"
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 10])  # under 10 of the 30 frames remain
+    fine = make_clip(tmp_path / "media" / "fine.mp4")
+    report, _ = run([cut, fine], tmp_path / "out")
+    record, good = report.records
+    assert [f["frame_number"] for f in record.frames] == [0] and record.failure is None
+    assert len(record.notes) == 1 and good.notes == []
+    note = record.notes[0]
+    kept = re.search(r"the header announces 30 frames but only (\d+) are in the file \(truncated\?\)", note)
+    assert kept and 0 < int(kept[1]) < 10, note
+    assert not note.startswith(str(cut))  # the row or entry already names the file
+
+    rows = by_name(read_csv(tmp_path / "out"))
+    assert rows["cut.avi"]["result"] == "animal" and rows["cut.avi"]["note"] == note
+    assert rows["fine.mp4"]["note"] == ""
+    data = read_json(tmp_path / "out")
+    assert_valid_md_batch(data)
+    entries = {e["file"]: e for e in data["images"]}
+    assert entries["cut.avi"]["notes"] == [note] and "notes" not in entries["fine.mp4"]
+    assert [FileRecord(**item).notes for item in progress_lines(tmp_path / "out")[1:]] == [[note], []]
 
 
 # -- MegaDetector JSON ---------------------------------------------------------------------------
@@ -323,6 +358,8 @@ def test_scores_are_rounded_and_boxes_clipped_to_the_frame(media, tmp_path):
         (lambda d: d["images"][0].update(frames_processed=[10, 0, 20]), "sorted"),
         (lambda d: d["images"][1].update(frame_rate=10.0), "video fields"),
         (lambda d: d.update(extra=1), "non-standard"),
+        (lambda d: d["images"][0].update(notes="cut short"), "notes"),
+        (lambda d: d["images"][0].update(notes=[]), "left out when there are none"),
     ],
 )
 def test_the_local_validator_catches_what_the_real_one_does(mutate, problem):
@@ -378,10 +415,24 @@ def test_progress_is_reported_once_per_file(media, done):
 # -- resuming ------------------------------------------------------------------------------------
 
 
-def interrupted_run(files, out, at_call):
-    with pytest.raises(KeyboardInterrupt):
+def interrupted_run(files, out, at_call) -> Interrupted:
+    """A run stopped by Ctrl-C on the detector's call ``at_call``: its outputs hold the files
+    finished, and say that they are partial."""
+    with pytest.raises(Interrupted) as stopped:
         run(files, out, detector=IndexScoringDetector(SCORES, interrupt_at_call=at_call))
-    assert not (out / DETECTIONS_JSON).exists() and not (out / SUMMARY_CSV).exists()
+    finished = [item["filepath"] for item in progress_lines(out)[1:]]
+    assert (stopped.value.done, stopped.value.total) == (len(finished), len(files))
+    assert stopped.value.outputs == {"detections": out / DETECTIONS_JSON, "summary": out / SUMMARY_CSV}
+    data = read_json(out)
+    assert_valid_md_batch(data)
+    assert [entry["file"] for entry in data["images"]] == [Path(f).relative_to(files[0].parent).as_posix() for f in finished]
+    assert data["info"]["custom_metadata"]["partial"] == {
+        "files_done": len(finished),
+        "files_in_run": len(files),
+        "note": "the run was interrupted: the same command continues it and writes the whole file",
+    }
+    assert [row["filepath"] for row in read_csv(out)] == finished
+    return stopped.value
 
 
 def progress_lines(out: Path) -> list[dict]:
@@ -425,26 +476,66 @@ def test_a_torn_last_line_in_the_progress_file_is_tolerated(fresh_media, tmp_pat
     assert comparable(out) == comparable(tmp_path / "other")
 
 
-def test_a_damaged_progress_header_starts_over(fresh_media, tmp_path):
+def test_a_progress_file_whose_header_a_crash_cut_short_starts_over(fresh_media, tmp_path):
     out = tmp_path / "out"
-    run(fresh_media, out)
-    (out / PROGRESS_FILE).write_text('{"kifaru_detect_prog')
+    out.mkdir()
+    (out / PROGRESS_FILE).write_text('{"kifaru_detect_prog')  # nothing after it: nothing to lose
     report, detector = run(fresh_media, out)
     assert report.skipped == 0 and len(detector.calls) == 4
     assert json.loads((out / PROGRESS_FILE).read_text().splitlines()[0])["kifaru_detect_progress"] == 1
 
 
-def test_other_settings_start_over(fresh_media, tmp_path):
+def test_a_damaged_progress_header_with_results_after_it_is_refused(fresh_media, tmp_path):
     out = tmp_path / "out"
     run(fresh_media, out)
-    report, detector = run(fresh_media, out, video_loader_config=default_detect_config(fps=2))
+    lines = (out / PROGRESS_FILE).read_text().splitlines()
+    (out / PROGRESS_FILE).write_text("\n".join(["{damaged", *lines[1:]]) + "\n")
+    with pytest.raises(ConfigError, match=f"progress file {PROGRESS_FILE} of an earlier run is damaged .*its {len(fresh_media)} results.*pass --overwrite to start over"):
+        run(fresh_media, out)
+    report, detector = run(fresh_media, out, overwrite=True)
+    assert report.skipped == 0 and len(detector.calls) == 4
+
+
+def test_other_settings_are_refused_naming_what_differs(fresh_media, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    run(fresh_media, out)
+    before = {name: (out / name).read_bytes() for name in (PROGRESS_FILE, DETECTIONS_JSON, SUMMARY_CSV)}
+    with pytest.raises(ConfigError) as refused:
+        run(fresh_media, out, video_loader_config=default_detect_config(fps=2))
+    message = str(refused.value)
+    assert f"{out} holds the results of an earlier run made with other settings (video_loader_config.fps: 1.0 then, 2.0 now)." in message
+    assert "pass --overwrite to start over" in message
+    # Nothing of the earlier run was touched.
+    assert {name: (out / name).read_bytes() for name in before} == before
+    # Detector settings count too, each named.
+    with pytest.raises(ConfigError, match=r"\(video_loader_config.megadetector_lite_config.confidence: 0.25 then, 0.5 now; video_loader_config.fps: 1.0 then, 2.0 now\)"):
+        run(fresh_media, out, video_loader_config=default_detect_config(fps=2, confidence=0.5))
+    # Other weights: named by the start of their sha256.
+    earlier = progress_lines(out)[0]["weights"]
+    monkeypatch.setattr(kifaru.detect, "MEGADETECTOR_LITE", replace(MEGADETECTOR_LITE, weights_sha256="ab" * 32))
+    with pytest.raises(ConfigError, match=rf"\(weights: {earlier[:12]}\.\.\. then, abababababab\.\.\. now\)"):
+        run(fresh_media, out)
+    monkeypatch.undo()
+    # --overwrite starts over with the new settings.
+    report, detector = run(fresh_media, out, video_loader_config=default_detect_config(fps=2), overwrite=True)
     assert report.skipped == 0 and files_seen(detector) == ["a.mp4", "b.mp4", "c.mov", "photo.jpg"]
     assert len(report.records[0].frames) == 6
-    # Only the new settings' results remain in the progress file.
     lines = progress_lines(out)
     assert lines[0]["video_loader_config"]["fps"] == 2 and len(lines) == 1 + len(fresh_media)
-    # Detector settings count too.
-    report, detector = run(fresh_media, out, video_loader_config=default_detect_config(fps=2, confidence=0.5))
+
+
+def test_finished_outputs_without_a_progress_file_are_refused(fresh_media, tmp_path):
+    """The settings they were made with cannot be known: as predict (and zamba) do, refused
+    unless overwrite."""
+    out = tmp_path / "out"
+    run(fresh_media, out)
+    (out / PROGRESS_FILE).unlink()
+    with pytest.raises(ConfigError, match=f"{out} already holds {DETECTIONS_JSON} and {SUMMARY_CSV}: pass --overwrite to start over"):
+        run(fresh_media, out)
+    (out / SUMMARY_CSV).unlink()
+    with pytest.raises(ConfigError, match=f"already holds {DETECTIONS_JSON}: pass --overwrite"):
+        run(fresh_media, out)
+    report, detector = run(fresh_media, out, overwrite=True)
     assert report.skipped == 0 and len(detector.calls) == 4
 
 

@@ -8,6 +8,7 @@ known function of the frames, so each row can be checked against the frames kifa
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -20,20 +21,25 @@ import pytest
 import yaml
 
 from kifaru.config import PredictConfig, VideoLoaderConfig
-from kifaru.exceptions import CheckpointError, ConfigError
+from kifaru.exceptions import CheckpointError, ConfigError, Interrupted
 from kifaru.predict import (
     CONFIGURATION_YAML,
+    ClipRecord,
     FAILURES_CSV,
     PREDICTIONS_CSV,
     PROGRESS_FILE,
     PredictWarning,
     predict_model,
+    predictions_csv,
     resolve_predict_run,
 )
 
+from kifaru.models.registry import TIME_DISTRIBUTED
 from kifaru.models.weights import model_cache_dir
+from kifaru.notices import listening
 from kifaru.video import load_video_frames
 from tests.media import index_frame, make_audio_only, make_clip
+from tests.models.official_files import OFFICIAL_ROUTES, assert_first_use_notices, provide_official_checkpoint, tiny_checkpoint
 from tests.models.tiny_model import LOADER_CONFIG, SPECIES, expected_probabilities, tiny_model, write_tiny_checkpoint
 
 GOOD = ["a.mp4", "b.avi", "sub dir/c.mp4", "x.mp4/inside.mp4", "Taï d.MP4", "cut.avi"]
@@ -145,6 +151,10 @@ def test_configuration_records_the_detector_device_and_model_cache_used(data_dir
     assert run_config.predict_config.gpus == 0
     assert run_config.video_loader_config.megadetector_lite_config.device == "cpu"
     explicit = VideoLoaderConfig(**{**loader, "megadetector_lite_config": {**loader["megadetector_lite_config"], "device": "cuda:1"}})
+    import kifaru.device
+
+    # An explicit detector device is kept, on a machine that has it (checked: tests/test_device.py).
+    monkeypatch.setattr(kifaru.device, "available_devices", lambda: ["cpu", "cuda:0", "cuda:1"])
     assert resolve_predict_run(PredictConfig(data_dir=data_dir, checkpoint=checkpoint), explicit).video_loader_config.megadetector_lite_config.device == "cuda:1"
 
 
@@ -260,61 +270,122 @@ def test_an_interrupted_run_resumes_to_the_same_csv(data_dir, checkpoint, tmp_pa
         assert (out / name).read_text() == (tmp_path / "whole" / name).read_text()
 
 
-def test_a_resumed_run_with_other_settings_starts_over(data_dir, checkpoint, tmp_path):
+def test_an_interrupted_run_with_other_settings_is_refused_until_overwrite(data_dir, checkpoint, tmp_path):
+    """detect's rule: continue with the same settings, refuse naming what differs, start over
+    with overwrite; refused before any clip is read."""
+    from kifaru.models.download import sha256_of
+
     out = tmp_path / "out"
     with pytest.raises(Stop):
         predict_model(
             PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0),
             progress=lambda record, done, total: (_ for _ in ()).throw(Stop) if done == 3 else None,
         )
-    write_tiny_checkpoint(tmp_path / "other.ckpt", seed=5)
-    report = run(data_dir, tmp_path / "other.ckpt", out)
+    progress = (out / PROGRESS_FILE).read_text(encoding="utf-8")
+    other = write_tiny_checkpoint(tmp_path / "other.ckpt", seed=5)
+    then, now = sha256_of(checkpoint)[:12], sha256_of(other)[:12]
+    with pytest.raises(ConfigError) as refused:
+        resolve_predict_run(PredictConfig(data_dir=data_dir, checkpoint=other, save_dir=out))
+    assert str(refused.value) == (
+        f"{out} holds the results of an earlier run made with other settings (checkpoint_sha256: {then}... then, "
+        f"{now}... now). Run with those settings to continue it, or pass --overwrite (overwrite: true) to start "
+        "over (the earlier results are replaced), or choose another folder"
+    )
+    with pytest.raises(ConfigError, match=r"\(video_loader_config.crop_bottom_pixels: null then, 8 now\)"):
+        predict_model(
+            PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0),
+            VideoLoaderConfig(**LOADER_CONFIG, crop_bottom_pixels=8),
+        )
+    assert (out / PROGRESS_FILE).read_text(encoding="utf-8") == progress  # refused: left as it was
+
+    report = run(data_dir, other, out, overwrite=True)
     assert report.resumed == 0
-    run(data_dir, tmp_path / "other.ckpt", tmp_path / "whole")
+    run(data_dir, other, tmp_path / "whole")
     assert (out / PREDICTIONS_CSV).read_text() == (tmp_path / "whole" / PREDICTIONS_CSV).read_text()
+
+
+def test_overwrite_starts_an_interrupted_run_over(data_dir, checkpoint, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(Stop):
+        predict_model(
+            PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0),
+            progress=lambda record, done, total: (_ for _ in ()).throw(Stop) if done == 3 else None,
+        )
+    assert run(data_dir, checkpoint, out, overwrite=True).resumed == 0
+
+
+def test_ctrl_c_writes_the_outputs_of_the_clips_finished(data_dir, checkpoint, tmp_path):
+    run(data_dir, checkpoint, tmp_path / "whole")
+    out = tmp_path / "out"
+
+    def ctrl_c_after_four(record, done, total):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as stopped:
+        predict_model(PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0), progress=ctrl_c_after_four)
+    assert (stopped.value.done, stopped.value.total) == (4, len(GOOD) + len(BAD))
+    assert set(stopped.value.outputs) == {"predictions", "failures", "configuration"}
+    finished = [json.loads(line)["filepath"] for line in (out / PROGRESS_FILE).read_text(encoding="utf-8").splitlines()[1:]]
+    assert len(finished) == 4
+    # Only the finished clips, each row as the whole run writes it.
+    whole = {row["filepath"]: row for name in (PREDICTIONS_CSV, FAILURES_CSV) for row in read_csv(tmp_path / "whole" / name)}
+    partial = [row for name in (PREDICTIONS_CSV, FAILURES_CSV) for row in read_csv(out / name)]
+    assert sorted(row["filepath"] for row in partial) == sorted(finished)
+    assert all(row == whole[row["filepath"]] for row in partial)
+    # The progress file stays: the same run continues to the whole run's outputs.
+    report = run(data_dir, checkpoint, out)
+    assert report.resumed >= 3  # the four minus a macOS file, which is listed again, not read
+    for name in (PREDICTIONS_CSV, FAILURES_CSV):
+        assert (out / name).read_text() == (tmp_path / "whole" / name).read_text()
 
 
 KILLED_RUN = """
 import sys
+import time
 from pathlib import Path
 sys.path.insert(0, {root!r})
 import tests.models.tiny_model  # registers the tiny model class
 from kifaru.config import PredictConfig
 from kifaru.predict import predict_model
 
+def hold_after_four(record, done, total):
+    # Called once a record is in the progress file (fsynced): from the 4th on, the run stops here
+    # and waits to be killed, so that it is killed at a known point on any machine.
+    if done == 4:
+        Path({marker!r}).write_text("4")
+        time.sleep(600)
+
+
 if __name__ == "__main__":
     config = PredictConfig(data_dir=Path({data!r}), checkpoint=Path({ckpt!r}), save_dir=Path({out!r}), num_workers={workers})
-    predict_model(config)
+    predict_model(config, progress=hold_after_four)
 """
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_run_killed_with_sigkill_resumes_without_duplicates(data_dir, checkpoint, tmp_path, workers):
-    """kill -9 (as a power cut would): the progress file keeps what finished; the rerun does the rest."""
+    """kill -9 (as a power cut would): the progress file keeps what finished; the rerun does the rest.
+    The run is killed while it waits after its 4th record (of 11), whatever the machine's speed."""
     run(data_dir, checkpoint, tmp_path / "whole")
     out = tmp_path / "out"
-    script = tmp_path / "predict_run.py"
+    script, marker = tmp_path / "predict_run.py", tmp_path / "four records written"
     root = str(Path(__file__).resolve().parents[1])
-    script.write_text(KILLED_RUN.format(root=root, data=str(data_dir), ckpt=str(checkpoint), out=str(out), workers=workers))
+    script.write_text(KILLED_RUN.format(root=root, data=str(data_dir), ckpt=str(checkpoint), out=str(out), workers=workers, marker=str(marker)))
     process = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
-    progress = out / PROGRESS_FILE
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if progress.exists() and progress.read_text(encoding="utf-8").count("\n") >= 4:
-            break
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # the whole group: workers die too
-    except ProcessLookupError:
-        pass  # it ended first (a fast machine): checked just below
+    assert process.poll() is None and marker.exists(), "the run should be waiting after its 4th record"
+    os.killpg(process.pid, signal.SIGKILL)  # the whole group: workers die too
     process.wait()
-    if (out / PREDICTIONS_CSV).exists():
-        pytest.skip("the run finished before it could be killed")
-    done_before = progress.read_text(encoding="utf-8").count("\n") - 1
-    assert done_before >= 3
+    assert not (out / PREDICTIONS_CSV).exists()
+    records = (out / PROGRESS_FILE).read_text(encoding="utf-8").splitlines()[1:]
+    assert len(records) == 4 and all(json.loads(line)["filepath"] for line in records)
 
     report = run(data_dir, checkpoint, out, num_workers=workers)
-    assert report.resumed >= done_before - 1  # the macOS file is listed again, not read
+    assert report.resumed == 3  # the macOS file (recorded first) is listed again, not read
+    assert len(report.records) == len(GOOD) + len(BAD)
     for name in (PREDICTIONS_CSV, FAILURES_CSV):
         assert (out / name).read_text() == (tmp_path / "whole" / name).read_text()
 
@@ -363,3 +434,106 @@ def test_a_checkpoint_checked_when_it_entered_the_cache_is_not_hashed_again(data
     assert resolve_predict_run(config).checkpoint_sha256 == "f" * 64
     write_tiny_checkpoint(checkpoint, seed=3)  # changed since: the stamp no longer applies
     assert resolve_predict_run(config).checkpoint_sha256 == sha256_of(checkpoint)
+
+
+@pytest.mark.parametrize("route", OFFICIAL_ROUTES)
+def test_the_official_model_is_found_with_the_default_region(new_user, tmp_path, route):
+    """A PredictConfig with only data_dir: the default region (a plain "us" whatever route the
+    checkpoint takes) and the default model, from the cache, the environment variable or the mirror."""
+    data = tiny_checkpoint(tmp_path / "stand-in.ckpt", TIME_DISTRIBUTED)
+    expected = provide_official_checkpoint(new_user, TIME_DISTRIBUTED, data, route)
+    notices = []
+    make_clip(new_user.work / "clips" / "a.mp4")
+    config = PredictConfig(data_dir=new_user.work / "clips")
+    assert config.weight_download_region == "us" and type(config.weight_download_region) is str
+    with listening(notices.append):
+        run = resolve_predict_run(config)
+    assert_first_use_notices(notices, TIME_DISTRIBUTED, route, len(data))
+    assert run.predict_config.checkpoint == expected and expected.read_bytes() == data
+    assert run.species == list(TIME_DISTRIBUTED.species)
+    notices.clear()
+    with listening(notices.append):  # again: in the cache now, nothing to say
+        resolve_predict_run(config)
+    assert notices == []
+
+
+# -- the writer, on chosen probabilities --------------------------------------------------------
+# The tiny model's outputs on the test clips never put the last species first nor land exactly on
+# a threshold; these probabilities do (all exact in float32, as the writer keeps them).
+
+WRITER_SPECIES = ["antelope", "bird", "zebra"]
+WRITER_RECORDS = [
+    ClipRecord("first.mp4", [0.75, 0.125, 0.125]),
+    ClipRecord("middle.mp4", [0.25, 0.5, 0.25]),
+    ClipRecord("last.mp4", [0.0625, 0.125, 0.8125]),
+    ClipRecord("tied.mp4", [0.125, 0.4375, 0.4375]),  # the first of the tied, as pandas' idxmax
+]
+
+
+def test_class_names_name_the_most_likely_species_the_last_included(tmp_path):
+    config = PredictConfig(data_dir=tmp_path, output_class_names=True)
+    text = predictions_csv(WRITER_RECORDS, WRITER_SPECIES, config)
+    assert text == "filepath,0\nfirst.mp4,antelope\nmiddle.mp4,bird\nlast.mp4,zebra\ntied.mp4,bird\n"
+
+
+def test_a_probability_at_the_threshold_is_not_above_it(tmp_path):
+    """zamba writes ``preds > proba_threshold``: 0.25 and 0.5 exactly at the threshold are 0."""
+    text = predictions_csv(WRITER_RECORDS, WRITER_SPECIES, PredictConfig(data_dir=tmp_path, proba_threshold=0.25))
+    assert text.splitlines() == [
+        "filepath,antelope,bird,zebra",
+        "first.mp4,1,0,0",
+        "middle.mp4,0,1,0",
+        "last.mp4,0,0,1",
+        "tied.mp4,0,1,1",
+    ]
+    text = predictions_csv(WRITER_RECORDS, WRITER_SPECIES, PredictConfig(data_dir=tmp_path, proba_threshold=0.5))
+    assert [line.split(",", 1)[1] for line in text.splitlines()[1:]] == ["1,0,0", "0,0,0", "0,0,1", "0,0,0"]
+
+
+def test_a_file_that_kills_its_worker_process_gets_a_failure_record_and_the_run_goes_on(checkpoint, tmp_path, monkeypatch):
+    """With worker processes (the default): a file that crashes the decoder (here a stand-in that
+    SIGKILLs the worker reading "crash.mp4", tests/video/crashing.py) is recorded as a ``worker``
+    failure; the other files, in flight with it or after it, get their predictions."""
+    from kifaru.video import parallel
+    from tests.video.crashing import load_or_crash
+
+    monkeypatch.setattr(parallel, "_load_in_worker", load_or_crash)
+    data = tmp_path / "data"
+    names = ["a.mp4", "b.mp4", "crash.mp4", "c.mp4", "d.mp4"]
+    for k, name in enumerate(names):
+        make_clip(data / name, n_frames=20, frames=[index_frame(30 * k + i) for i in range(20)])
+    report = run(data, checkpoint, tmp_path / "out", num_workers=2)
+    failures = read_csv(tmp_path / "out" / FAILURES_CSV)
+    assert [(Path(row["filepath"]).name, row["stage"]) for row in failures] == [("crash.mp4", "worker")]
+    assert "crashed the worker process" in failures[0]["reason"]
+    predictions = {Path(row["filepath"]).name: row for row in read_csv(tmp_path / "out" / PREDICTIONS_CSV)}
+    assert sorted(predictions) == sorted(set(names) - {"crash.mp4"})
+    for name, row in predictions.items():
+        np.testing.assert_allclose([float(row[s]) for s in SPECIES], expected_row(data / name), atol=6e-6)  # 5 decimals
+    assert len(report.records) == len(names)
+
+
+def test_predict_with_the_real_detector_in_worker_processes(megadetector_lite, checkpoint, tmp_path):
+    """The production default: MegadetectorLite choosing the frames in worker processes. Each row
+    is the model's output on the frames the detector picks in this process (the animal's)."""
+    from kifaru.video.loader import FrameLoader
+    from tests.media import make_animal_clip
+    from tests.video.test_parallel import ANIMAL_CLIPS, DETECTOR_CONFIG
+
+    data = tmp_path / "data"
+    for name, (animal_at, _) in ANIMAL_CLIPS.items():
+        make_animal_clip(data / name, animal_at)
+    config = PredictConfig(data_dir=data, checkpoint=checkpoint, save_dir=tmp_path / "out", num_workers=2)
+    report = predict_model(config, DETECTOR_CONFIG)
+    assert len(report.predicted) == len(ANIMAL_CLIPS) and read_csv(tmp_path / "out" / FAILURES_CSV) == []
+    rows = {Path(row["filepath"]).name: row for row in read_csv(tmp_path / "out" / PREDICTIONS_CSV)}
+    with FrameLoader(DETECTOR_CONFIG, detector=megadetector_lite) as here:
+        for name, (_, selected) in ANIMAL_CLIPS.items():
+            loaded = here.load(data / name)
+            assert loaded.source_indices == selected
+            expected = expected_probabilities(tiny_model(), loaded.frames)
+            np.testing.assert_allclose([float(rows[name][s]) for s in SPECIES], expected, atol=6e-6)  # 5 decimals
+    # Frames chosen without the detector give other rows: the comparison tells them apart.
+    plain = DETECTOR_CONFIG.model_copy(update={"megadetector_lite_config": None})
+    without = expected_probabilities(tiny_model(), load_video_frames(data / "three.mp4", plain))
+    assert np.abs(without - [float(rows["three.mp4"][s]) for s in SPECIES]).max() > 1e-4

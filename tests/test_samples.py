@@ -1,5 +1,7 @@
 """``kifaru samples``: clips made from real photographs, for a first run on a fresh machine."""
 
+from pathlib import Path
+
 import pytest
 
 from kifaru import load_video
@@ -40,3 +42,19 @@ def test_the_detector_finds_the_cat_and_nothing_in_the_empty_scene(samples, mega
             assert max(scores) >= 0.6, path.name
             # The cat is seen from the second it walks in (frames at 1 fps: 0, 1, 2 s).
             assert min(times) == pytest.approx(sample.cat_from) or (sample.codec == "jpeg" and times == [0.0])
+
+
+def test_samples_command_as_a_new_user(new_user, capsys):
+    """`kifaru samples FOLDER` with nothing else: the default 6 s clips at 15 fps, and their paths."""
+    from kifaru.cli import main
+
+    assert main(["samples", "samples"]) == 0
+    folder = new_user.work / "samples"
+    assert capsys.readouterr().out.split() == [str(Path("samples") / sample.name) for sample in SAMPLES]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(sample.name for sample in SAMPLES)  # no partials
+    for sample in SAMPLES:
+        info = load_video(folder / sample.name, fps=1).info
+        assert (info.codec, info.frame_count) == (
+            {"libx264": "h264", "mjpeg": "mjpeg", "jpeg": "image"}[sample.codec],
+            1 if sample.codec == "jpeg" else 90,
+        )

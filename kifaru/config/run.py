@@ -6,7 +6,7 @@ predict and train commands resolve paths, devices and weights in an explicit ste
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Optional, Union
 
@@ -18,7 +18,9 @@ from kifaru.config.base import StrictConfig, did_you_mean
 OFFICIAL_VIDEO_MODELS = ("time_distributed", "european", "blank_nonblank", "slowfast")
 
 
-class WeightRegion(str, Enum):
+class WeightRegion(StrEnum):
+    """A bucket region. A StrEnum, so that a member is its value wherever it goes (``str()``, YAML)."""
+
     us = "us"
     eu = "eu"
     asia = "asia"
@@ -56,7 +58,8 @@ class PredictConfig(StrictConfig):
     dry_run: bool = False
     proba_threshold: Optional[float] = None
     output_class_names: bool = False
-    weight_download_region: WeightRegion = WeightRegion.us
+    # Validated so that the default too is the plain value (use_enum_values skips unvalidated defaults).
+    weight_download_region: WeightRegion = Field(WeightRegion.us, validate_default=True)
     skip_load_validation: bool = False
     model_cache_dir: Optional[Path] = None
     deterministic: bool = False
@@ -129,7 +132,8 @@ class TrainConfig(StrictConfig):
     num_workers: int = Field(3, ge=0)
     max_epochs: Optional[int] = Field(None, gt=0)
     early_stopping_config: Optional[EarlyStoppingConfig] = EarlyStoppingConfig()
-    weight_download_region: WeightRegion = WeightRegion.us
+    # Validated so that the default too is the plain value (use_enum_values skips unvalidated defaults).
+    weight_download_region: WeightRegion = Field(WeightRegion.us, validate_default=True)
     split_proportions: Optional[dict[str, int]] = {"train": 3, "val": 1, "holdout": 1}
     save_dir: Optional[Path] = None
     overwrite: bool = False

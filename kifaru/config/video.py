@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,7 +16,9 @@ EARLY_BIAS_FPS = 24
 EARLY_BIAS_FRAME_INDICES = (2, 8, 12, 18, 24, 36, 48, 60, 72, 84, 96, 108, 120, 132, 144, 156)
 
 
-class FillMode(str, Enum):
+class FillMode(StrEnum):
+    """A StrEnum, so that a member is its value wherever it goes (``str()``, YAML, messages)."""
+
     repeat = "repeat"
     score_sorted = "score_sorted"
     weighted_euclidean = "weighted_euclidean"
@@ -37,7 +39,7 @@ class MegadetectorLiteConfig(StrictConfig):
     device: Optional[str] = None
     frame_batch_size: int = Field(24, gt=0)
     n_frames: Optional[int] = Field(None, gt=0)
-    fill_mode: FillMode = FillMode.score_sorted
+    fill_mode: FillMode = Field(FillMode.score_sorted, validate_default=True)
     sort_by_time: bool = True
     seed: Optional[int] = 55
 

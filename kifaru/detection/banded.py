@@ -37,14 +37,15 @@ class BandedYOLOX(nn.Module):
         # The all-black image's maps, by call site; recorded by running the banded code itself
         # on the full black image (where it computes every row, like the plain network).
         self._black: Optional[dict[str, torch.Tensor]] = {}
+        dtype = next(model.parameters()).dtype  # (float64 too: the tests compare without float32 rounding)
         with torch.no_grad():
-            self._front(torch.zeros(1, 3, input_height, input_width))
+            self._front(torch.zeros(1, 3, input_height, input_width, dtype=dtype))
         self._heights = {key: value.shape[2] for key, value in self._black.items()}
         # Only the rows below a band are ever borrowed; keep those, as buffers (ONNX constants).
         recorded, self._black = self._black, None
         self._borrowed: dict[str, torch.Tensor] = {}
         with torch.no_grad():
-            self._front(torch.zeros(1, 3, rows, input_width), recorded)
+            self._front(torch.zeros(1, 3, rows, input_width, dtype=dtype), recorded)
         for key, value in self._borrowed.items():
             self.register_buffer("black_" + key.replace(".", "_"), value, persistent=False)
 

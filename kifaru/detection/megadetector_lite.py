@@ -31,11 +31,12 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from kifaru.device import resolve_device, usable_cores
+from kifaru.device import check_device, usable_cores
 from kifaru.files import atomic_write
 from kifaru.memory import release_freed_memory
 from kifaru.models.registry import MEGADETECTOR_LITE, ModelEntry
 from kifaru.models.weights import model_cache_dir, resolve_weights
+from kifaru.notices import notify
 
 log = logging.getLogger(__name__)
 
@@ -278,13 +279,15 @@ def load_megadetector_lite(
 
     ``weights`` None: the model cache (fetched on first use) or ``KIFARU_MEGADETECTOR_LITE_WEIGHTS``.
     ``device`` None: CUDA, then MPS, then the CPU. ``runtime`` "auto": ONNX Runtime on the CPU
-    when installed, else PyTorch; env ``KIFARU_DETECTOR_RUNTIME`` overrides "auto".
+    when installed, else PyTorch; env ``KIFARU_DETECTOR_RUNTIME`` overrides "auto". A device
+    that is not here is a ConfigError, before any weights are fetched.
     """
+    device = check_device(device, "megadetector_lite_config.device")
     path = resolve_weights(entry, weights)
     if runtime == "auto":
         runtime = os.environ.get("KIFARU_DETECTOR_RUNTIME", "auto")
     # resolve_weights checked the file against the registry: its sha256 is the entry's.
-    return _load(path.resolve(), resolve_device(device), runtime, entry.weights_sha256)
+    return _load(path.resolve(), device, runtime, entry.weights_sha256)
 
 
 def _probe_batch() -> np.ndarray:
@@ -327,8 +330,7 @@ class _OnnxNetworks:
             return None
         from kifaru.models.download import sha256_of
 
-        stem = model_cache_dir() / "onnx" / f"{weights.stem}-{(weights_sha256 or sha256_of(weights))[:12]}"
-        networks = cls(torch_model, stem, onnxruntime)
+        networks = cls(torch_model, _onnx_stem(weights, weights_sha256 or sha256_of(weights)), onnxruntime)
         try:
             networks._sessions[0] = networks._session(0)
         except Exception as error:  # any exporter/runtime failure: PyTorch still works
@@ -361,12 +363,55 @@ class _OnnxNetworks:
 
     def _session(self, rows: int):
         """rows 0: the full network; else the banded one taking that many input rows."""
-        path = self._stem.with_name(self._stem.name + (f"-rows{rows}" if rows else "") + ".onnx")
+        path = _onnx_path(self._stem, rows)
         if not path.is_file():
+            _notify_export(rows)
             _export_checked(self._torch_model(), rows, path, self._onnxruntime, self._options)
         session = self._onnxruntime.InferenceSession(str(path), self._options, providers=["CPUExecutionProvider"])
         release_freed_memory()  # the buffers ONNX Runtime used to build it
         return session
+
+
+def _onnx_stem(weights: Path, weights_sha256: str) -> Path:
+    return model_cache_dir() / "onnx" / f"{weights.stem}-{weights_sha256[:12]}"
+
+
+def _onnx_path(stem: Path, rows: int) -> Path:
+    """rows 0: the full network's export; else the banded one taking that many input rows."""
+    return stem.with_name(stem.name + (f"-rows{rows}" if rows else "") + ".onnx")
+
+
+def _notify_export(rows: int) -> None:
+    what = f"its network for pictures {rows} input rows high" if rows else "the network"
+    notify(f"MegadetectorLite: exporting {what} to ONNX Runtime (once per machine, a few seconds)")
+
+
+def export_before_workers(weights: Path, weights_sha256: str, device: str) -> None:
+    """Make the full network's ONNX export once, here, before worker processes that each load the
+    detector start: each would otherwise export it itself, all at the same time, and unseen (no
+    one listens to a worker's notices). The export runs in a child process, so that this one does
+    not load PyTorch. Nothing happens on a GPU, without ONNX Runtime, or with the export made; a
+    failed export is left to the workers, which fall back to PyTorch and say why."""
+    runtime = os.environ.get("KIFARU_DETECTOR_RUNTIME", "auto")
+    if device != "cpu" or runtime == "torch" or _onnx_path(_onnx_stem(Path(weights), weights_sha256), 0).is_file():
+        return
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return
+    from kifaru.processes import spawn_context
+
+    _notify_export(0)
+    child = spawn_context().Process(target=_export_in_child, args=(str(weights), weights_sha256), daemon=True)
+    child.start()
+    child.join()
+
+
+def _export_in_child(weights: str, weights_sha256: str) -> None:
+    try:
+        MegadetectorLite(Path(weights), "cpu", "onnxruntime", weights_sha256)
+    except Exception:
+        pass  # each worker tries again and falls back to PyTorch, with the reason logged
 
 
 def _export_checked(model, rows: int, onnx_path: Path, onnxruntime, options) -> None:

@@ -13,6 +13,7 @@ Reading never runs code from the file: it is loaded with ``weights_only=True``, 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -45,13 +46,40 @@ def read_checkpoint(path: Path) -> VideoModelCheckpoint:
     except pickle.UnpicklingError as error:
         refused = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line]
         if not refused:  # not a pickle torch understands
-            raise CheckpointError(path, "not a readable torch checkpoint; is the file complete?") from error
+            raise CheckpointError(path, _why_unreadable(path)) from error
         raise CheckpointError(
             path, f"it holds objects kifaru does not load from checkpoints, as they could run code ({refused[0]})"
         ) from error
     except Exception as error:  # not a torch file, truncated, ...
-        raise CheckpointError(path, f"not a readable torch checkpoint ({_first_line(error)}); is the file complete?") from error
+        raise CheckpointError(path, _why_unreadable(path)) from error
     return checked_checkpoint(path, raw)
+
+
+def _why_unreadable(path: Path) -> str:
+    """Why torch cannot read ``path``, in words, from what the file starts with. torch's own
+    message is about its reader's internals: for bytes that are not a checkpoint at all it is a
+    number read from them (a pickle memo key, e.g. ``KeyError: 174812789``)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as error:
+        return f"the file cannot be read ({error.strerror or error})"
+    if size == 0:
+        return "the file is empty (0 bytes): not a PyTorch checkpoint; was its download or copy complete?"
+    if head == b"PK\x03\x04":  # a zip archive: the format torch.save writes
+        if not zipfile.is_zipfile(path):  # its table of contents, at the end, is missing
+            return f"a zip archive cut short at {size} bytes (a PyTorch checkpoint is one); copy or download it again"
+        with zipfile.ZipFile(path) as archive:
+            if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in archive.namelist()):
+                return "a zip archive, but not a PyTorch checkpoint (no data.pkl in it); give the .ckpt file of a zamba or kifaru model"
+        return f"a PyTorch checkpoint that PyTorch {torch.__version__} cannot read: damaged, or from a newer PyTorch; copy or download it again"
+    if head[:1] == b"\x80":  # a pickle: torch's format before 1.6
+        return f"an old-format PyTorch checkpoint (a pickle) that is damaged or cut short at {size} bytes; copy or download it again"
+    return (
+        "not a PyTorch checkpoint: neither the zip archive torch.save writes nor its older pickle format; "
+        "give the .ckpt file of a zamba or kifaru model"
+    )
 
 
 def _load(path: Path) -> Any:
@@ -62,10 +90,6 @@ def _load(path: Path) -> Any:
         if "mmap" not in str(error):
             raise
         return torch.load(path, map_location="cpu", weights_only=True)  # the pre-2020 format
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def normalize_keys(state_dict: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:

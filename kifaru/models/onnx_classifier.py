@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +27,8 @@ from kifaru.files import atomic_write
 from kifaru.memory import release_freed_memory
 from kifaru.models.checkpoint_info import VideoModelCheckpoint
 from kifaru.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+from kifaru.notices import notify
+from kifaru.progress import format_duration
 from kifaru.processes import spawn_context
 
 log = logging.getLogger(__name__)
@@ -96,7 +99,10 @@ def load_onnx_time_distributed(
     """The ONNX Runtime classifier for this checkpoint, exported first if not in the cache."""
     stem = onnx_stem(checkpoint_sha256, cache_dir)
     if not all(path.is_file() for path in _paths(stem)):
+        notify(f"{checkpoint.path.name}: exporting the network to ONNX Runtime (once per checkpoint, up to a minute or two)")
+        started = time.monotonic()
         export_in_child_process(checkpoint.path, stem)
+        notify(f"{checkpoint.path.name}: exported in {format_duration(time.monotonic() - started)}")
     return OnnxTimeDistributed(checkpoint, stem)
 
 

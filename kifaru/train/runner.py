@@ -14,18 +14,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 
 from kifaru.config.run import TrainConfig
 from kifaru.config.video import VideoLoaderConfig
-from kifaru.exceptions import ConfigError
+from kifaru.exceptions import ConfigError, TrainingInterrupted
 from kifaru.files import write_text_atomically
 from kifaru.train.data import ClipFailure
 from kifaru.train.labels import LabelledClips
@@ -36,6 +41,8 @@ TRAIN_CONFIGURATION_YAML = "train_configuration.yaml"
 FAILURES_CSV = "failures.csv"
 SPLITS_CSV = "splits.csv"
 PREDICTIONS_DIR = "predictions"  # predict_dir's outputs, in version_N/
+CHECKPOINTS_DIR = "checkpoints"  # Lightning's checkpoints, in version_N/
+LAST_CHECKPOINT = "last.ckpt"  # in CHECKPOINTS_DIR: written after every epoch and when training stops
 # Set for DDP's worker processes, which run the command again: they must use rank 0's folder.
 VERSION_DIR_ENV = "KIFARU_TRAIN_VERSION_DIR"
 # The classifier head of each model class: replaced when the species change.
@@ -85,7 +92,7 @@ def _model_source(config: TrainConfig) -> _Model:
     else:
         path = official_checkpoint(
             config.model_name,
-            region=str(config.weight_download_region),
+            region=config.weight_download_region,
             cache_dir=Path(config.model_cache_dir) if config.model_cache_dir else None,
         )
     info = read_checkpoint_info(path)
@@ -152,24 +159,27 @@ def _version_dir(config: TrainConfig) -> Path:
     return save_dir / f"version_{max(numbers, default=-1) + 1}"
 
 
+def _create_version_dir(config: TrainConfig, planned: Path) -> tuple[Path, bool]:
+    """Create ``planned`` (``_version_dir``'s) and say whether this run created it: with overwrite
+    it is save_dir, which may exist; else a new version_N, the next free one if another run
+    took ``planned`` meanwhile, so that it never holds anything but this run's outputs."""
+    if config.overwrite:
+        planned.mkdir(parents=True, exist_ok=True)
+        return planned, False
+    while True:
+        try:
+            planned.mkdir(parents=True, exist_ok=False)
+            return planned, True
+        except FileExistsError:
+            planned = _version_dir(config)
+
+
 def _accelerator(config: TrainConfig) -> tuple[str, int, str]:
     """(accelerator, devices, strategy) for Lightning, from gpus and cpu_processes."""
-    from kifaru.device import resolve_device
+    from kifaru.device import available_devices, check_device
 
-    gpus = config.gpus
-    if gpus is None:
-        gpus = 0
-        if resolve_device(None) == "cuda":
-            import torch
-
-            gpus = torch.cuda.device_count()
-    elif gpus > 0:
-        import torch
-
-        available = torch.cuda.device_count()
-        if gpus > available:
-            raise ConfigError(f"gpus {gpus}: only {available} CUDA GPU(s) here; use gpus: 0 for the CPU")
-    if gpus > 0:
+    if check_device(config.gpus, "gpus") == "cuda":  # where the best device is MPS, training runs on the CPU
+        gpus = config.gpus or sum(name.startswith("cuda") for name in available_devices())  # None: all of them
         return "gpu", gpus, "ddp" if gpus > 1 else "auto"
     return "cpu", config.cpu_processes, "ddp" if config.cpu_processes > 1 else "auto"
 
@@ -267,8 +277,40 @@ def _hyper_parameters(config: TrainConfig, model: _Model, species: list[str], lo
 # -- running ------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Started:
+    """What a run has made so far: what train_model cleans up or reports when it stops early."""
+
+    version_dir: Optional[Path] = None  # where its outputs go, once made
+    created: bool = False  # version_dir is a version_N that this run made (never save_dir itself)
+    since: float = 0.0  # time.time() when version_dir was made: what is older there is not this run's
+    trainer: Any = None
+
+
 def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLoaderConfig] = None) -> TrainReport:
-    """Train as zamba's ``train_model`` does; see the module's description for the steps."""
+    """Train as zamba's ``train_model`` does; see the module's description for the steps.
+
+    Stopped by Ctrl-C or SIGTERM, it raises :class:`~kifaru.exceptions.TrainingInterrupted`,
+    naming the checkpoint that continues the run (``resume_from``). A run that fails or stops
+    before its first checkpoint removes the version_N folder it made: it holds nothing to use."""
+    started = _Started()
+    try:
+        with _without_third_party_noise():
+            return _train_model(train_config, video_loader_config, started)
+    except BaseException as error:
+        version_dir = started.version_dir
+        written = [] if version_dir is None else [p for p in (version_dir / CHECKPOINTS_DIR).glob("*.ckpt") if p.stat().st_mtime >= started.since]
+        if version_dir is not None and started.created and not written:
+            shutil.rmtree(version_dir, ignore_errors=True)
+            version_dir = None
+        if isinstance(error, KeyboardInterrupt) and not isinstance(error, TrainingInterrupted):
+            last = next((p for p in written if p.name == LAST_CHECKPOINT), None)
+            epochs = int(started.trainer.current_epoch) if started.trainer is not None else 0
+            raise TrainingInterrupted(getattr(error, "signal_name", "SIGINT"), version_dir, last, epochs) from None
+        raise
+
+
+def _train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLoaderConfig], started: _Started) -> TrainReport:
     import pytorch_lightning as pl
 
     from kifaru.predict import _detector_weights, failures_csv
@@ -312,7 +354,9 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
         save_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomically(save_dir / SPLITS_CSV, L.splits_csv(clips))
     if is_rank_zero and not config.dry_run:
-        version_dir.mkdir(parents=True, exist_ok=True)
+        started.since = time.time()
+        version_dir, started.created = _create_version_dir(config, version_dir)
+        started.version_dir = version_dir
         os.environ[VERSION_DIR_ENV] = str(version_dir)
         write_text_atomically(version_dir / SPLITS_CSV, L.splits_csv(clips))
         write_text_atomically(version_dir / FAILURES_CSV, failures_csv(cached.failures))
@@ -340,6 +384,7 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
     if train_loader is None:
         raise ConfigError("no clip is in the train split; check the split column or split_proportions")
     trainer, best = _trainer(config, version_dir, accelerator, devices, strategy, val_loader is not None, finetuned is not None)
+    started.trainer = trainer
     if config.auto_lr_find and not config.dry_run:
         from pytorch_lightning.tuner import Tuner
 
@@ -353,7 +398,7 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
         before, max_epochs = module.lr, trainer.fit_loop.max_epochs
         trainer.fit_loop.max_epochs = -1
         try:
-            Tuner(trainer).lr_find(module, train_dataloaders=train_loader)
+            _run_lightning(Tuner(trainer).lr_find, module, train_dataloaders=train_loader)
         finally:
             trainer.fit_loop.max_epochs = max_epochs
         if module.lr == before:
@@ -362,7 +407,7 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
     if is_rank_zero and not config.dry_run:
         resolved = _resolved_config(config, hparams, devices if accelerator == "gpu" else 0, kept_head, labels.has_split, version_dir)
         write_text_atomically(version_dir / TRAIN_CONFIGURATION_YAML, _configuration_yaml(resolved, loader, model.model_class, species, module.lr))
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(config.resume_from) if config.resume_from else None)
+    _run_lightning(trainer.fit, module, train_loader, val_loader, ckpt_path=str(config.resume_from) if config.resume_from else None)
     report = TrainReport(
         version_dir, None, species, clips, cached.failures, epochs=trainer.current_epoch, accelerator=accelerator,
         processes=devices, main_process=trainer.is_global_zero,
@@ -370,14 +415,15 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
     if config.dry_run:
         return report
     best_path = best.best_model_path or best.last_model_path
-    with warnings.catch_warnings():
+    # Lightning's lines about loading the best checkpoint are left out: scoring it is kifaru's step.
+    with warnings.catch_warnings(), _without_lightning_messages("Restoring states from the checkpoint path", "Loaded model weights from the checkpoint"):
         # With DDP, Lightning advises one process for scoring, as its DistributedSampler repeats
         # a few clips; the module counts each clip once (by its index), so all processes score.
         warnings.filterwarnings("ignore", message="Using `DistributedSampler` with the dataloaders")
         if holdout_loader is not None:
-            report.test_metrics = _plain(trainer.test(module, holdout_loader, ckpt_path=best_path, verbose=False)[0])
+            report.test_metrics = _plain(_run_lightning(trainer.test, module, holdout_loader, ckpt_path=best_path, verbose=False)[0])
         if val_loader is not None:
-            report.val_metrics = _plain(trainer.validate(module, val_loader, ckpt_path=best_path, verbose=False)[0])
+            report.val_metrics = _plain(_run_lightning(trainer.validate, module, val_loader, ckpt_path=best_path, verbose=False)[0])
     if holdout_loader is not None and config.holdout_clips_per_video > 1 and trainer.is_global_zero:
         from kifaru.train.evaluate import evaluate_holdout
 
@@ -395,6 +441,81 @@ def train_model(train_config: TrainConfig, video_loader_config: Optional[VideoLo
         if config.predict_dir is not None:
             report.predictions = _predict_folder(config, report.checkpoint, loader, version_dir / PREDICTIONS_DIR)
     return report
+
+
+def _run_lightning(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call`` (trainer.fit, test, validate or the tuner's lr_find) with Lightning's ways of
+    stopping turned back into what they were: Lightning answers Ctrl-C with sys.exit(1) (after
+    writing last.ckpt) and leaves SIGINT ignored, and answers SIGTERM with SIGTERMException."""
+    from kifaru.exceptions import Interrupted
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        return call(*args, **kwargs)
+    except SystemExit as exit:
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+        if isinstance(exit, SIGTERMException):
+            raise Interrupted("SIGTERM") from None
+        if isinstance(exit.__context__, KeyboardInterrupt):
+            raise exit.__context__ from None
+        raise
+    except RuntimeError as error:
+        # When a DataLoader worker fails to start, Lightning's clean-up fails in turn ("Please call
+        # `iter(combined_loader)` first."), which would hide the reason: the reason is raised.
+        if "iter(combined_loader)" in str(error) and error.__context__ is not None:
+            raise error.__context__ from None
+        raise
+    finally:
+        if main_thread and signal.getsignal(signal.SIGINT) is not sigint and sigint is not None:
+            signal.signal(signal.SIGINT, sigint)  # a second Ctrl-C stops kifaru's clean-up as usual
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+# Lightning's info lines (all from this logger) that say nothing a kifaru user can act on.
+_LIGHTNING_MESSAGES = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+
+
+@contextmanager
+def _without_lightning_messages(*prefixes: str) -> Iterator[None]:
+    """Lightning's info lines that start with one of ``prefixes`` left out; its others still show."""
+    dropped = _DropMessages(prefixes)
+    _LIGHTNING_MESSAGES.addFilter(dropped)
+    try:
+        yield
+    finally:
+        _LIGHTNING_MESSAGES.removeFilter(dropped)
+
+
+_NOISE = (
+    "💡 Tip: For seamless cloud logging",
+    "TPU available:",
+    # On Ctrl-C or SIGTERM (kifaru says what was kept and how to continue, TrainingInterrupted):
+    "\nDetected KeyboardInterrupt, attempting graceful shutdown",
+    "An KeyboardInterrupt was raised with message",
+    "An Interrupted was raised with message",
+)
+
+
+@contextmanager
+def _without_third_party_noise() -> Iterator[None]:
+    """Training without the third-party messages that a user can do nothing about: Lightning's
+    advertisement for its cloud logger, its TPU line, its words on an interruption (kifaru's say
+    more) and PyTorch's deprecation of LeafSpec, which Lightning's own code triggers whenever it
+    combines the data loaders. Named one by one: every other warning and message (kifaru's,
+    Lightning's) still shows."""
+    with warnings.catch_warnings(), _without_lightning_messages(*_NOISE):
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+        yield
 
 
 def _predict_folder(config: TrainConfig, checkpoint: Path, loader: VideoLoaderConfig, save_dir: Path) -> Any:
@@ -439,6 +560,8 @@ def _data_loader(dataset: Any, batch_size: int, num_workers: int, shuffle: bool)
     from kifaru.processes import spawn_context
 
     extra: dict[str, Any] = {}
+    # A worker reads whole batches: more workers than batches only cost their start (seconds each).
+    num_workers = min(num_workers, -(-len(dataset) // batch_size))
     if num_workers > 0:
         extra = {"multiprocessing_context": spawn_context(), "persistent_workers": True}
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, **extra)
@@ -455,10 +578,10 @@ def _trainer(
     stopping = config.early_stopping_config if has_val else None
     monitor = config.checkpointing.monitor or (stopping.monitor if stopping else "val_macro_f1")
     mode = "min" if monitor.endswith("loss") else "max"
-    checkpoints = version_dir / "checkpoints"
+    checkpoints = version_dir / CHECKPOINTS_DIR
     best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=monitor if has_val else None, mode=mode)
     # last.ckpt after every epoch (and when training is interrupted): what resume_from takes.
-    latest = ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False, save_on_exception=True)
+    latest = ModelCheckpoint(dirpath=checkpoints, filename=Path(LAST_CHECKPOINT).stem, enable_version_counter=False, save_on_exception=True)
     # A dry run (one batch of each split) writes nothing, as zamba's.
     callbacks: list[Any] = [EpochSummary(config.max_epochs)]
     if not config.dry_run:

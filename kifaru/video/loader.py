@@ -24,6 +24,7 @@ from kifaru.video.cache import FrameCache
 from kifaru.video.decode import DecodedFrame, PyAVVideoSource, StreamInfo, VideoSource
 from kifaru.video.image import ImageSource
 from kifaru.video.media import is_image
+from kifaru.video.sheet import MAX_TILE_WIDTH, MAX_TILES, evenly_chosen, to_tile
 from kifaru.video.selection import (
     SceneChangeScorer,
     ensure_frame_count,
@@ -47,6 +48,48 @@ class LoadedFrames:
     warnings: list[str] = field(default_factory=list)
     from_cache: bool = False
     scores: Optional[list[float]] = None  # per output frame: its detector score (MegadetectorLite)
+
+
+@dataclass
+class Thumbnails:
+    """Which frames a config selects from a file, and an even choice of them as small RGB tiles.
+
+    What a contact sheet needs, without the selected frames themselves: see
+    :meth:`FrameLoader.load_thumbnails`.
+    """
+
+    source_indices: list[int]  # per selected frame, as in LoadedFrames
+    times: list[float]
+    frame_shape: tuple[int, int, int]  # (height, width, 3) of each selected frame, as a model sees it
+    tiles: list[np.ndarray]  # RGB, each at most max_width wide
+    tile_positions: list[int]  # each tile's place among the selected frames
+    info: Optional[StreamInfo] = None  # None when served from the cache
+    warnings: list[str] = field(default_factory=list)
+    from_cache: bool = False
+    scores: Optional[list[float]] = None
+
+    @property
+    def selected_count(self) -> int:
+        return len(self.source_indices)
+
+    @classmethod
+    def of(
+        cls, loaded: LoadedFrames, pix_fmt: str, max_count: int = MAX_TILES, max_width: int = MAX_TILE_WIDTH
+    ) -> "Thumbnails":
+        """The thumbnails of frames already loaded (in ``pix_fmt``)."""
+        positions = evenly_chosen(len(loaded.frames), max_count)
+        rgb = (lambda frame: frame[..., ::-1]) if pix_fmt == "bgr24" else (lambda frame: frame)
+        return cls(
+            source_indices=loaded.source_indices,
+            times=loaded.times,
+            frame_shape=tuple(loaded.frames.shape[1:]),
+            tiles=[to_tile(rgb(loaded.frames[p]), max_width) for p in positions],
+            tile_positions=positions,
+            info=loaded.info,
+            warnings=loaded.warnings,
+            from_cache=loaded.from_cache,
+            scores=loaded.scores,
+        )
 
 
 def open_source(path: str | Path) -> VideoSource:
@@ -107,6 +150,7 @@ class FrameLoader:
                     scores=cached["scores"].tolist() if "scores" in cached else None,
                 )
         loaded = self._load_from_file(path)
+        assert isinstance(loaded, LoadedFrames)
         if self.cache is not None:
             self.cache.put(
                 path,
@@ -119,26 +163,79 @@ class FrameLoader:
             )
         return loaded
 
+    def load_thumbnails(
+        self, path: str | Path, max_count: int = MAX_TILES, max_width: int = MAX_TILE_WIDTH
+    ) -> Thumbnails:
+        """The frames :meth:`load` would return, described, and at most ``max_count`` of them,
+        evenly chosen, as RGB tiles at most ``max_width`` wide.
+
+        Memory stays bounded by the tiles: each chosen frame is shrunk as soon as it is decoded
+        and the others are not kept (when MegadetectorLite or ``scene_threshold`` selects the
+        frames, every candidate is kept, shrunk, until the choice is made). The tiles are the
+        ones the full frames would give (same resize), and nothing is written to the cache.
+        """
+        path = Path(path)
+        if self.cache is not None and path.is_file() and self.cache.get(path) is not None:
+            return Thumbnails.of(self.load(path), self.config.pix_fmt, max_count, max_width)
+        thumbnails = self._load_from_file(path, _TileRequest(max_count, max_width))
+        assert isinstance(thumbnails, Thumbnails)
+        return thumbnails
+
+    def estimated_shape(self, path: str | Path) -> tuple[int, int, int, int]:
+        """An upper bound on the shape of what :meth:`load` returns, from the file's index alone
+        (nothing is decoded): for warning about a large array before building it."""
+        config = self.config
+        source = open_source(path)
+        try:
+            info = source.info
+            if isinstance(source, ImageSource) or config.scene_threshold:
+                candidates = list(range(info.frame_count))
+            else:
+                duration = info.duration if info.complete else float(info.end_time)
+                candidates = plan_by_timestamps(config, info.timestamps, info.end_time, duration, info.keyframes)
+                detector = config.megadetector_lite_config
+                if detector is not None and detector.n_frames:
+                    candidates = candidates[: detector.n_frames]
+            count = len(self._final_plan(candidates, source))
+            height, width = (
+                _size(config.model_input_height, config.model_input_width)
+                or _size(config.frame_selection_height, config.frame_selection_width)
+                or (info.height - (config.crop_bottom_pixels or 0), info.width)  # rotation keeps the area
+            )
+        finally:
+            source.close()
+        return count, height, width, 3
+
     # -- pipeline ----------------------------------------------------------------------------
     def _open_and_decode(
-        self, path: Path, keep_pixels: bool = True
+        self, path: Path, keep_pixels: bool = True, tiles: Optional["_TileRequest"] = None
     ) -> tuple[VideoSource, list[str], "_Prepared", list[int]]:
         """Plan and decode a file's frames: (its closed source, notes on problems, the prepared
-        frames, the plan)."""
+        frames, the plan). With ``tiles``, frames are kept only as the tiles asked for."""
         source = open_source(path)
         try:
             info = source.info
             notes: list[str] = []
             if not info.complete:
                 notes.append(f"{path}: {info.problem}; using the {info.frame_count} frames that could be read")
-            prepared, plan = self._select_and_decode(source, notes, keep_pixels)
+            prepared, plan = self._select_and_decode(source, notes, keep_pixels, tiles)
         finally:
             source.close()
         return source, notes, prepared, plan
 
-    def _load_from_file(self, path: Path) -> LoadedFrames:
+    def _final_plan(self, plan: list[int], source: VideoSource) -> list[int]:
+        """The selected frames after ensure_total_frames (a photo repeats as a clip would)."""
         config = self.config
-        source, notes, prepared, plan = self._open_and_decode(path)
+        if isinstance(source, ImageSource):
+            return [0] * (wanted_total_frames(config) or 1)
+        if config.ensure_total_frames:
+            return ensure_frame_count(plan, wanted_total_frames(config))
+        return plan
+
+    def _load_from_file(self, path: Path, tiles: Optional["_TileRequest"] = None) -> "LoadedFrames | Thumbnails":
+        """The selected frames (or, with ``tiles``, their thumbnails) of a file."""
+        config = self.config
+        source, notes, prepared, plan = self._open_and_decode(path, tiles=tiles)
         info = source.info
         score_of, selection_note = None, None
         if config.megadetector_lite_config is not None and not isinstance(source, ImageSource):
@@ -151,13 +248,11 @@ class FrameLoader:
             )
 
         total = wanted_total_frames(config) if config.ensure_total_frames else None
-        if isinstance(source, ImageSource):
-            plan = [0] * (wanted_total_frames(config) or 1)
-        elif total is not None:
-            plan = ensure_frame_count(plan, total)
+        plan = self._final_plan(plan, source)
         if plan:
-            frames = np.stack([prepared.frames[i] for i in plan])
             times = [float(info.timestamps[i]) for i in plan]
+            if tiles is None:
+                frames = _stack_consuming(plan, prepared.frames)
         else:
             frames = self._no_frames(info, total, notes, path)
             plan, times = [NO_FRAME] * len(frames), [float("nan")] * len(frames)
@@ -167,7 +262,14 @@ class FrameLoader:
         if selection_note:
             notes.append(f"{path}: {selection_note}")
             warnings.warn(FrameSelectionWarning(notes[-1]), stacklevel=3)
-        return LoadedFrames(to_pix_fmt(frames, config.pix_fmt), plan, times, info, notes, scores=scores)
+        if tiles is None:
+            return LoadedFrames(to_pix_fmt(frames, config.pix_fmt), plan, times, info, notes, scores=scores)
+        positions = evenly_chosen(len(plan), tiles.max_count)
+        if plan and plan[0] != NO_FRAME:
+            chosen, frame_shape = [prepared.frames[plan[p]] for p in positions], prepared.frame_shape
+        else:  # nothing selected: the frames of zeros, if ensure_total_frames asks for them
+            chosen, frame_shape = [to_tile(frames[p], tiles.max_width) for p in positions], frames.shape[1:]
+        return Thumbnails(plan, times, frame_shape, chosen, positions, info, notes, scores=scores)
 
     def detect(self, path: str | Path) -> "ClipDetections":
         """The detector's findings on every frame the config samples (no selection, no cache).
@@ -219,7 +321,7 @@ class FrameLoader:
         return [plan[k] for k in chosen], score_of, note
 
     def _select_and_decode(
-        self, source: VideoSource, notes: list[str], keep_pixels: bool = True
+        self, source: VideoSource, notes: list[str], keep_pixels: bool = True, tiles: Optional["_TileRequest"] = None
     ) -> tuple["_Prepared", list[int]]:
         """The plan (source index per output frame) and the prepared frames it uses.
 
@@ -228,7 +330,7 @@ class FrameLoader:
         """
         config, info = self.config, source.info
         frame_count = info.frame_count
-        prepared = _Prepared(keep_pixels=keep_pixels)
+        prepared = _Prepared(keep_pixels=keep_pixels, tile_width=tiles.max_width if tiles else None)
         for _attempt in range(4):
             timestamps = info.timestamps[:frame_count]
             end_time = info.end_time if frame_count == info.frame_count else info.timestamps[frame_count]
@@ -241,7 +343,12 @@ class FrameLoader:
                     # Frames past the count would only be clipped off: don't decode them (the
                     # detector, though, chooses among all of them).
                     plan = plan[: wanted_total_frames(config)]
-                self._decode_into(source, [i for i in set(plan) if i not in prepared.frames], prepared)
+                if tiles is not None and not config.megadetector_lite_config:
+                    # The tiles are known from the plan: keep only their frames.
+                    final = self._final_plan(plan, source)
+                    prepared.keep_only = {final[p] for p in evenly_chosen(len(final), tiles.max_count)}
+                needed = [i for i in set(plan) if i not in prepared.frames or prepared.lacks_pixels(i)]
+                self._decode_into(source, needed, prepared)
             missing = sorted(set(plan) - set(prepared.frames))
             if not missing:
                 return prepared, plan
@@ -277,6 +384,10 @@ class FrameLoader:
     def _add_prepared(self, frame: DecodedFrame, crop: int, path: str, prepared: "_Prepared") -> None:
         """Keep what later steps need of a decoded frame: the frame resized for the model and,
         with the detector, the frame fitted to the detector's input."""
+        detector = self.config.megadetector_lite_config
+        if detector is None and not prepared.wants_pixels(frame.index):
+            prepared.add(frame, None)  # decoded (so it exists) but nothing needs its pixels
+            return
         rgb = frame.to_rgb()
         if crop >= rgb.shape[0]:
             raise MediaError(
@@ -287,9 +398,12 @@ class FrameLoader:
         rgb = crop_bottom(rgb, crop)
         rgb = resize_for_selection(rgb, _size(self.config.frame_selection_height, self.config.frame_selection_width))
         model_size = _size(self.config.model_input_height, self.config.model_input_width)
-        prepared.add(frame, resize_for_model(rgb, model_size) if prepared.keep_pixels else None)
+        pixels = resize_for_model(rgb, model_size) if prepared.wants_pixels(frame.index) else None
+        if pixels is not None and prepared.tile_width is not None:
+            prepared.frame_shape = pixels.shape
+            pixels = to_tile(pixels, prepared.tile_width)
+        prepared.add(frame, pixels)
         prepared.kept_rows = rgb.shape[0] / (rgb.shape[0] + crop) if crop else 1.0
-        detector = self.config.megadetector_lite_config
         if detector is not None:
             from kifaru.detection.megadetector_lite import fit_to_input
 
@@ -389,11 +503,40 @@ class _Prepared:
     detecting: list[tuple[list[int], Future]] = field(default_factory=list)  # scored on a worker thread
     keep_pixels: bool = True  # False: only the detector's copies are wanted
     kept_rows: float = 1.0  # share of the frame's height left after crop_bottom_pixels
+    # Thumbnails: frames are kept shrunk to this width, and only those in keep_only when it is set.
+    tile_width: Optional[int] = None
+    keep_only: Optional[set[int]] = None
+    frame_shape: tuple[int, ...] = (0, 0, 3)  # a kept frame's shape before it was shrunk to a tile
+
+    def wants_pixels(self, index: int) -> bool:
+        return self.keep_pixels and (self.keep_only is None or index in self.keep_only)
+
+    def lacks_pixels(self, index: int) -> bool:
+        """Decoded before its pixels were wanted (a plan made again after a decoding failure)."""
+        return self.wants_pixels(index) and self.frames.get(index) is None
 
     def add(self, frame: DecodedFrame, pixels: Optional[np.ndarray]) -> None:
         self.frames[frame.index] = pixels
         if frame.damaged:
             self.damaged.add(frame.index)
+
+
+@dataclass(frozen=True)
+class _TileRequest:
+    max_count: int
+    max_width: int
+
+
+def _stack_consuming(plan: list[int], frames: dict[int, np.ndarray]) -> np.ndarray:
+    """``np.stack`` of the planned frames that lets go of each decoded frame once copied, so a
+    clip's frames are not held twice at the peak."""
+    last_use = {index: position for position, index in enumerate(plan)}
+    out = np.empty((len(plan), *frames[plan[0]].shape), dtype=frames[plan[0]].dtype)
+    for position, index in enumerate(plan):
+        out[position] = frames[index]
+        if last_use[index] == position:
+            del frames[index]
+    return out
 
 
 _caches_to_clear: dict[Path, FrameCache] = {}

@@ -133,9 +133,10 @@ class ClipLoader:
             ),
         )
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop the workers; ``wait`` False: without waiting for the clips they are reading."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
         if self._local_loader is not None:
             self._local_loader.close()
@@ -143,8 +144,10 @@ class ClipLoader:
     def __enter__(self) -> "ClipLoader":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        # Stopped by an error or Ctrl-C/SIGTERM: the caller writes what is finished at once (a
+        # scheduler's SIGKILL follows its SIGTERM within seconds), not after the clips in flight.
+        self.close(wait=exc_type is None)
 
     def load(self, paths: Sequence[tuple[int, Path]]) -> Iterator[ClipResult]:
         """One result per (index, path), in the order they complete."""

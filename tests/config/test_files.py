@@ -227,6 +227,70 @@ def test_problem_messages_drop_pydantics_value_error_prefix(tmp_path):
     assert "Value error," not in str(excinfo.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("fps: -1", "video_loader_config.fps: Input should be greater than 0 (got -1)"),
+        ("fps: fast", "video_loader_config.fps: Input should be a valid number, unable to parse string as a number (got 'fast')"),
+        ("crop_bottom_pixels: [1, 2]", "video_loader_config.crop_bottom_pixels: Input should be a valid integer (got [1, 2])"),
+        # kifaru's own messages name the value already: not said twice
+        ("pix_fmt: yuv", "video_loader_config.pix_fmt: pix_fmt 'yuv' is not supported: use rgb24 or bgr24"),
+    ],
+)
+def test_a_bad_value_is_echoed_once(tmp_path, text, line):
+    path = write(tmp_path, f"video_loader_config:\n  {text}\n")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config_file(path)
+    assert problem_lines(excinfo.value) == [f"  {line}"]
+
+
+# --- layers: a file, --set, options; each problem named by the layer that gave it --------------
+
+
+def test_each_problem_is_reported_as_coming_from_the_layer_that_gave_it():
+    from kifaru.config.files import validate_layered_config
+
+    layers = [
+        ("f.yaml", {"video_loader_config": {"fps": 2, "total_frames": 0}, "predict_config": {"batch_size": 2}}),
+        ("--set crop_bottom_pixels=-3", {"video_loader_config": {"crop_bottom_pixels": -3}}),
+        ("--batch-size 0", {"predict_config": {"batch_size": 0}}),
+    ]
+    with pytest.raises(ConfigError) as excinfo:
+        validate_layered_config(layers)
+    assert str(excinfo.value).splitlines() == [
+        "f.yaml: invalid configuration",
+        "  video_loader_config.total_frames: Input should be greater than 0 (got 0)",
+        "--set crop_bottom_pixels=-3: invalid configuration",
+        "  video_loader_config.crop_bottom_pixels: Input should be greater than or equal to 0 (got -3)",
+        "--batch-size 0: invalid configuration",
+        "  predict_config.batch_size: Input should be greater than 0 (got 0)",
+    ]
+
+
+def test_a_later_layer_replacing_a_bad_value_fixes_it_and_one_giving_another_bad_value_is_named():
+    from kifaru.config.files import validate_layered_config
+
+    bad_file = ("f.yaml", {"video_loader_config": {"fps": -1, "megadetector_lite_config": {"n_frames": 8}}})
+    config = validate_layered_config([bad_file, ("--fps 2", {"video_loader_config": {"fps": 2.0}})])
+    assert config.video_loader_config.fps == 2.0
+    assert config.video_loader_config.megadetector_lite_config.n_frames == 8  # merged, field by field
+    with pytest.raises(ConfigError, match=r"^--fps -2: invalid configuration\n.*\(got -2.0\)$"):
+        validate_layered_config([bad_file, ("--fps -2", {"video_loader_config": {"fps": -2.0}})])
+
+
+def test_a_clash_within_the_file_stays_the_files_when_another_layer_sets_an_unrelated_field():
+    from kifaru.config.files import validate_layered_config
+
+    layers = [
+        ("f.yaml", {"video_loader_config": {"fps": 2, "evenly_sample_total_frames": True, "total_frames": 4}}),
+        ("--set crop_bottom_pixels=4", {"video_loader_config": {"crop_bottom_pixels": 4}}),
+    ]
+    with pytest.raises(ConfigError) as excinfo:
+        validate_layered_config(layers)
+    assert str(excinfo.value).splitlines()[0] == "f.yaml: invalid configuration"
+    assert "fps cannot be used with evenly_sample_total_frames" in str(excinfo.value)
+
+
 # --- dumping ----------------------------------------------------------------------------------
 
 ROUND_TRIP_YAML = """\

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from kifaru.config import FillMode, MegadetectorLiteConfig, VideoLoaderConfig, resolve_cache_dir
+from kifaru.config import FillMode, MegadetectorLiteConfig, VideoLoaderConfig, dump_config, resolve_cache_dir
 
 
 def messages(excinfo: pytest.ExceptionInfo) -> str:
@@ -458,7 +458,12 @@ def test_no_cache_dir_anywhere_means_no_cache(monkeypatch):
 def test_resolved_cache_dir_is_a_path(monkeypatch, tmp_path):
     monkeypatch.delenv("VIDEO_CACHE_DIR", raising=False)
     resolved = resolve_cache_dir(VideoLoaderConfig(cache_dir=str(tmp_path / "c")))
-    assert isinstance(resolved, Path)
+    assert isinstance(resolved, Path) and resolved == tmp_path / "c"
+    monkeypatch.setenv("VIDEO_CACHE_DIR", str(tmp_path / "from_env"))  # the config's comes first
+    assert resolve_cache_dir(VideoLoaderConfig(cache_dir=str(tmp_path / "c"))) == tmp_path / "c"
+    assert resolve_cache_dir(VideoLoaderConfig()) == tmp_path / "from_env"
+    monkeypatch.setenv("VIDEO_CACHE_DIR", "0")  # "0" (or "") turns it off
+    assert resolve_cache_dir(VideoLoaderConfig()) is None
 
 
 def test_validation_does_not_read_the_environment_into_the_config(monkeypatch, tmp_path):
@@ -509,3 +514,11 @@ def test_cache_key_ignores_cache_location_but_not_frame_options(tmp_path):
     assert VideoLoaderConfig(fps=2.0).cache_key_fields() != base
     assert VideoLoaderConfig(fps=4.0, pix_fmt="bgr24").cache_key_fields() != base
     assert VideoLoaderConfig(fps=4.0, crop_bottom_pixels=50).cache_key_fields() != base
+
+
+def test_the_default_fill_mode_is_a_plain_string_wherever_it_goes():
+    """A default is not validated by pydantic's use_enum_values: the enum member must still read
+    as its value in str(), a dumped YAML and a message (issue 13's WeightRegion bug)."""
+    detector = MegadetectorLiteConfig()
+    assert type(detector.fill_mode) is str and str(detector.fill_mode) == "score_sorted"
+    assert "fill_mode: score_sorted" in dump_config(detector)

@@ -56,3 +56,20 @@ class IndexScoringDetector:
     def indices_seen(self) -> list[list[int]]:
         """Per call, the indices the frames it was given show."""
         return [[read_index(image) for image in call["fitted"]] for call in self.calls]
+
+
+class StandInLoading:
+    """``load_megadetector_lite`` replaced by one handing out ``detector``: records what it was
+    asked for (its keyword arguments), so a test sees whether and how the CLI loaded it."""
+
+    def __init__(self, monkeypatch, detector) -> None:
+        import kifaru.detection.megadetector_lite as module
+
+        self.calls: list[dict] = []
+        self.detector = detector
+
+        def load(**kwargs):
+            self.calls.append(kwargs)
+            return self.detector
+
+        monkeypatch.setattr(module, "load_megadetector_lite", load)

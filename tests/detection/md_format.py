@@ -155,6 +155,11 @@ def _strict_entry_errors(entry: dict) -> list[str]:
     failed = entry.get("failure") is not None
     if "\\" in file:
         errors.append("path with backslashes")
+    # kifaru's own per-file key (the format has none for notes; readers ignore keys they do not know)
+    if "notes" in entry:
+        notes = entry["notes"]
+        if not isinstance(notes, list) or not notes or not all(isinstance(n, str) and n for n in notes):
+            errors.append(f"notes {notes!r} is not a list of words (left out when there are none)")
     image = file.lower().endswith(IMAGE_EXTENSIONS)
     if image:
         stray = [key for key in ("frame_rate", "frames_processed") if key in entry]

@@ -82,3 +82,40 @@ def use_mirror(server, monkeypatch) -> str:
 
 def checkpoint_requests(server) -> list[dict]:
     return [r for r in server.requests if r["path"].endswith(".ckpt")]
+
+
+# The ways a user's machine has an official checkpoint, as the offline hint names them.
+OFFICIAL_ROUTES = ("cache", "env", "download")
+
+
+def provide_official_checkpoint(user, entry: VideoModelEntry, data: bytes, route: str) -> Path:
+    """Make ``data`` ``entry``'s checkpoint for ``user`` (a tests.new_user.NewUser) by ``route``:
+    copied into the model cache, named by the model's environment variable, or served on the
+    bucket mirror. Returns the path the checkpoint is used from."""
+    if route == "cache":
+        path = user.model_cache / entry.weights_filename
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        return path
+    if route == "env":
+        path = user.home / "Downloads" / entry.weights_filename
+        path.parent.mkdir()
+        path.write_bytes(data)
+        user.monkeypatch.setenv(entry.weights_env_var, str(path))
+        return path
+    if route == "download":
+        user.serve_official_checkpoint(entry.name, data)
+        return user.model_cache / entry.weights_filename
+    raise ValueError(f"unknown route {route!r}; routes: {', '.join(OFFICIAL_ROUTES)}")
+
+
+def assert_first_use_notices(notices: list, entry: VideoModelEntry, route: str, size: int) -> None:
+    """What kifaru.notices said while ``entry``'s checkpoint was found by ``route``: its download
+    and its progress up to ``size`` bytes when it was not here; nothing when it was."""
+    if route != "download":
+        assert notices == []
+        return
+    said = [n.message for n in notices if n.download is None]
+    assert len(said) == 1 and said[0].startswith(f"{entry.name}: not in the model cache yet: downloading {entry.weights_filename} from ")
+    progress = [(n.done, n.total) for n in notices if n.download == entry.name]
+    assert progress[-1] == (size, size) and all(total == size for _, total in progress)

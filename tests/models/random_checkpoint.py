@@ -81,3 +81,21 @@ def write_random_time_distributed(path, species: list[str], seed: int):
     model.load_state_dict(random_state_dict(model, seed))
     write_checkpoint(path, model, "TimeDistributedEfficientNet", species, TIME_DISTRIBUTED_HPARAMS)
     return path
+
+
+def write_as_zamba_to_disk(path, state_dict: dict[str, torch.Tensor], hyper_parameters: dict) -> None:
+    """A checkpoint file as zamba 2.7.2's ``to_disk`` writes one (zamba/pytorch_lightning/
+    base_module.py): these four keys, the hyper-parameters as the LightningModule holds them
+    (Lightning's AttributeDict, pickled by class name), no optimizer or callback state.
+    Needs Lightning (a kifaru dependency, and zamba's)."""
+    import pytorch_lightning as pl
+
+    module = pl.LightningModule()
+    module.save_hyperparameters(dict(hyper_parameters))  # the AttributeDict zamba's module saves
+    checkpoint = {
+        "state_dict": state_dict,
+        "hyper_parameters": module.hparams,
+        "global_step": 0,
+        "pytorch-lightning_version": pl.__version__,
+    }
+    torch.save(checkpoint, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 
 import pytest
 import torch
@@ -79,8 +80,13 @@ class _Exploit:
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"", "not a readable torch checkpoint"),
-        (os.urandom(2000), "not a readable torch checkpoint"),
+        (b"", r"the file is empty \(0 bytes\): not a PyTorch checkpoint"),
+        (b"\x00" + os.urandom(1999), "not a PyTorch checkpoint: neither the zip archive torch.save writes nor its older pickle format"),
+        # torch's own error for these bytes is "KeyError: 174812789", a pickle memo key read from them
+        (b"j" + (174812789).to_bytes(4, "little") + b"junk" * 10, r"not a PyTorch checkpoint: .*; give the \.ckpt file of a zamba or kifaru model$"),
+        ("cut-zip", "a zip archive cut short at 700 bytes \\(a PyTorch checkpoint is one\\); copy or download it again"),
+        ("other-zip", r"a zip archive, but not a PyTorch checkpoint \(no data.pkl in it\)"),
+        ("cut-pickle", "an old-format PyTorch checkpoint \\(a pickle\\) that is damaged or cut short at 40 bytes"),
         ("no-state-dict", "no 'state_dict'"),
         ("no-species", "have no 'species'"),
         ("exploit", "holds objects kifaru does not load"),
@@ -95,6 +101,12 @@ def test_unusable_files_fail_naming_the_file(tmp_path, content, message, monkeyp
         _save(path, {}, {"model_class": "TimeDistributedEfficientNet"})
     elif content == "exploit":
         torch.save({"state_dict": {}, "hyper_parameters": _Exploit()}, path, pickle_module=pickle)
+    elif content == "other-zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("zamba/__init__.py", "")
+    elif content in ("cut-zip", "cut-pickle"):
+        torch.save({"state_dict": {"w": torch.zeros(1000)}}, path, _use_new_zipfile_serialization=content == "cut-zip")
+        path.write_bytes(path.read_bytes()[: 700 if content == "cut-zip" else 40])
     else:
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match=message) as raised:

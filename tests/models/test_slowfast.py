@@ -19,7 +19,7 @@ import torch
 from kifaru.exceptions import CheckpointError
 from kifaru.models.checkpoint import VideoModelCheckpoint, model_from_checkpoint, read_checkpoint, write_checkpoint
 from kifaru.models.slowfast import FEATURES, SlowFast, frames_to_input
-from tests.models.random_checkpoint import random_frames, random_state_dict
+from tests.models.random_checkpoint import random_frames, random_state_dict, write_as_zamba_to_disk
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = json.loads((ROOT / "tests" / "fixtures" / "zamba_models" / "reference.json").read_text())["slowfast"]
@@ -27,7 +27,6 @@ SPECIES = REFERENCE["species"]
 HEAD_FIELDS = (
     "backbone_mode", "post_backbone_dropout", "head_dropout_rate", "head_hidden_layer_sizes", "output_with_global_average"
 )
-ZAMBA_MADE = ROOT / "bench-out" / "zamba_models" / "slowfast_random.ckpt"
 
 
 def _clip(seed: int) -> torch.Tensor:
@@ -111,13 +110,15 @@ def test_same_outputs_as_zamba_through_a_checkpoint(tmp_path, clips_input, seede
     assert np.abs(first - second).max() > 1e-3
 
 
-def test_checkpoint_file_zamba_wrote_loads_unchanged(seeded_weights):
-    """The file zamba's ``to_disk`` wrote (Lightning's AttributeDict inside), where the reference
-    script left it (too big for the repository), gives every tensor the seeded value: the weights
-    whose logits the test above compares (not run again here, to keep the file quick)."""
-    if not ZAMBA_MADE.is_file():
-        pytest.skip(f"{ZAMBA_MADE} not made here (benchmarks/zamba_model_reference.py makes it)")
-    checkpoint = read_checkpoint(ZAMBA_MADE)
+def test_checkpoint_file_in_zambas_to_disk_format_loads_unchanged(seeded_weights, tmp_path):
+    """A file as zamba's ``to_disk`` writes it (Lightning's AttributeDict inside; made here the
+    way zamba makes it, as the real one is hundreds of MB), with the hyper-parameters zamba's
+    reference run recorded, gives every tensor the seeded value: the weights whose logits the
+    test above compares (not run again here, to keep the file quick)."""
+    path = tmp_path / "slowfast_random.ckpt"
+    write_as_zamba_to_disk(path, seeded_weights, {**REFERENCE["hyper_parameters"], "scheduler": None})
+    assert sorted(torch.load(path, weights_only=False)) == REFERENCE["checkpoint_top_keys"]
+    checkpoint = read_checkpoint(path)
     assert checkpoint.species == SPECIES
     assert checkpoint.hyper_parameters["post_backbone_dropout"] == 0.0
     model = model_from_checkpoint(checkpoint)

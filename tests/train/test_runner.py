@@ -14,9 +14,11 @@ from kifaru.config import TrainConfig, VideoLoaderConfig
 from kifaru.exceptions import ConfigError
 from kifaru.models.checkpoint import read_checkpoint, write_checkpoint
 from kifaru.models.time_distributed import TimeDistributedEfficientNet
+from kifaru.notices import listening
 from kifaru.train.labels import LabelsWarning
 from kifaru.train.runner import train_model
 from kifaru.train.synthetic import write_training_set
+from tests.models.official_files import OFFICIAL_ROUTES, assert_first_use_notices, provide_official_checkpoint, tiny_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
@@ -261,3 +263,26 @@ def test_labels_given_as_a_data_frame_or_records_split_as_the_csv_does(clip_set,
     expected = (tmp_path / "csv" / "splits.csv").read_text()
     assert (tmp_path / "frame" / "splits.csv").read_text() == expected
     assert (tmp_path / "records" / "splits.csv").read_text() == expected
+
+
+@pytest.mark.parametrize("route", OFFICIAL_ROUTES)
+def test_the_official_model_to_fine_tune_is_found_with_the_default_region(new_user, tmp_path, route):
+    """A TrainConfig with only labels: the default model's checkpoint with the default region,
+    from the cache, the environment variable or the mirror."""
+    from kifaru.models.registry import TIME_DISTRIBUTED
+    from kifaru.train.runner import _model_source
+
+    data = tiny_checkpoint(tmp_path / "stand-in.ckpt", TIME_DISTRIBUTED)
+    expected = provide_official_checkpoint(new_user, TIME_DISTRIBUTED, data, route)
+    notices = []
+    config = TrainConfig(labels=[{"filepath": "a.mp4", "label": "antelope_duiker"}])
+    assert config.weight_download_region == "us" and type(config.weight_download_region) is str
+    with listening(notices.append):
+        model = _model_source(config)
+    assert_first_use_notices(notices, TIME_DISTRIBUTED, route, len(data))
+    assert model.checkpoint_path == expected and expected.read_bytes() == data
+    assert (model.model_class, model.species) == (TIME_DISTRIBUTED.model_class, list(TIME_DISTRIBUTED.species))
+    notices.clear()
+    with listening(notices.append):  # again: in the cache now, nothing to say
+        _model_source(config)
+    assert notices == []

@@ -300,3 +300,94 @@ def test_video_starting_after_the_audio_is_timed_from_the_container_start(tmp_pa
     assert loaded.times[0] == pytest.approx(0.5, abs=0.03)
     # Slots at 0 and 0.5 s show the first frame (ffmpeg's constant-rate output), then one a 0.5 s.
     assert read_indices(loaded.frames) == [0, 0, 5, 10, 15]
+
+
+def test_frame_indices_of_a_video_starting_late_count_from_its_first_frame(tmp_path):
+    """zamba's ffmpeg writes frame_indices picks as they come (vsync 0), without the constant-rate
+    padding from the container's start that fps alone gets: index 0 is the video's first frame,
+    shown at 0.5 s, not a copy of it at 0 s."""
+    from tests.media import make_clip_with_audio
+
+    clip = make_clip_with_audio(tmp_path / "late video.mkv", n_frames=20, fps=10, video_start=0.5)
+    loaded = load_video(clip, fps=2, frame_indices=[0, 1, 2, 40], ensure_total_frames=False)
+    assert loaded.source_indices == read_indices(loaded.frames) == [0, 5, 10]
+    assert loaded.times == [0.5, 1.0, 1.5]  # (Matroska times are whole milliseconds)
+
+
+# -- thumbnails (what a contact sheet shows) ------------------------------------------------------
+
+
+def _thumbnails(clip, max_count=64, max_width=320, detector=None, **fields):
+    with FrameLoader(VideoLoaderConfig(**fields), detector=detector) as loader:
+        return loader.load_thumbnails(clip, max_count, max_width)
+
+
+def _tiles_from_the_full_frames(clip, max_count=64, max_width=320, detector=None, **fields):
+    from kifaru.video import Thumbnails
+
+    config = VideoLoaderConfig(**fields)
+    with FrameLoader(config, detector=detector) as loader:
+        return Thumbnails.of(loader.load(clip), config.pix_fmt, max_count, max_width)
+
+
+def test_thumbnails_are_an_even_choice_of_the_selected_frames(clip_30fps):
+    from kifaru.video.sheet import evenly_chosen
+
+    thumbnails = _thumbnails(clip_30fps, max_count=10)
+    assert thumbnails.source_indices == list(range(120)) and thumbnails.selected_count == 120
+    assert thumbnails.frame_shape == (64, 96, 3)
+    assert thumbnails.tile_positions == evenly_chosen(120, 10) == [0, 13, 26, 40, 53, 66, 79, 93, 106, 119]
+    assert read_indices(np.stack(thumbnails.tiles)) == thumbnails.tile_positions
+    full = _tiles_from_the_full_frames(clip_30fps, max_count=10)
+    assert full.tile_positions == thumbnails.tile_positions
+    assert all(np.array_equal(a, b) for a, b in zip(full.tiles, thumbnails.tiles))
+
+
+def test_thumbnails_convert_only_the_chosen_frames(clip_30fps, monkeypatch):
+    from kifaru.video.decode import DecodedFrame
+
+    converted = []
+    to_rgb = DecodedFrame.to_rgb
+    monkeypatch.setattr(DecodedFrame, "to_rgb", lambda self: converted.append(self.index) or to_rgb(self))
+    thumbnails = _thumbnails(clip_30fps, max_count=10)
+    # The other 110 frames are decoded (so that a clip cut short is noticed) but never kept.
+    assert sorted(converted) == thumbnails.tile_positions
+
+
+def test_thumbnails_are_shrunk_to_the_width(clip_30fps):
+    thumbnails = _thumbnails(clip_30fps, max_width=48, fps=2, model_input_height=100, model_input_width=150)
+    assert thumbnails.frame_shape == (100, 150, 3)
+    assert {tile.shape for tile in thumbnails.tiles} == {(32, 48, 3)}
+    assert read_indices(np.stack(thumbnails.tiles)) == [0, 15, 30, 45, 60, 75, 90, 105]
+
+
+def test_thumbnails_are_rgb_whatever_the_pix_fmt(clip_30fps):
+    tile = _thumbnails(clip_30fps, max_count=1, pix_fmt="bgr24").tiles[0]
+    assert tile[2, 2, 0] > 200 and tile[2, 2, 2] < 60  # the red corner, in RGB order
+
+
+def test_thumbnails_with_the_detector_are_those_of_its_frames(clip_30fps):
+    from tests.detection.fakes import IndexScoringDetector
+
+    fields = {"megadetector_lite_config": {"n_frames": 6}}
+    scores = {3: 0.9, 50: 0.5, 100: 0.8}
+    thumbnails = _thumbnails(clip_30fps, 4, detector=IndexScoringDetector(scores), **fields)
+    full = _tiles_from_the_full_frames(clip_30fps, 4, detector=IndexScoringDetector(scores), **fields)
+    assert thumbnails.source_indices == full.source_indices and thumbnails.scores == full.scores
+    assert thumbnails.tile_positions == [0, 2, 3, 5]
+    assert all(np.array_equal(a, b) for a, b in zip(full.tiles, thumbnails.tiles))
+
+
+def test_thumbnails_of_frames_of_zeros(clip_30fps):
+    with pytest.warns(UserWarning, match="no frame was selected"):
+        thumbnails = _thumbnails(clip_30fps, scene_threshold=0.9, total_frames=3)
+    assert thumbnails.source_indices == [-1, -1, -1] and thumbnails.frame_shape == (64, 96, 3)
+    assert len(thumbnails.tiles) == 3 and not np.stack(thumbnails.tiles).any()
+    with pytest.warns(UserWarning, match="no frame was selected"):
+        assert _thumbnails(clip_30fps, frame_indices=[500]).tiles == []
+
+
+def test_estimated_shape_is_the_loaded_one(clip_30fps):
+    for fields in ({}, {"fps": 4}, {"fps": 2, "total_frames": 20}, {"crop_bottom_pixels": 8, "fps": 1}):
+        with FrameLoader(VideoLoaderConfig(**fields)) as loader:
+            assert loader.estimated_shape(clip_30fps) == loader.load(clip_30fps).frames.shape, fields

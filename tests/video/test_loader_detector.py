@@ -3,11 +3,9 @@ a frame is looked up from the index the frame shows (so every step can be checke
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
-from kifaru import FrameSelectionWarning, load_video
+from kifaru import FrameSelectionWarning
 from kifaru.config import VideoLoaderConfig
 from kifaru.video.loader import NO_FRAME, FrameLoader
 from kifaru.video.selection import select_by_scores
@@ -123,11 +121,14 @@ def test_still_images_are_repeated_without_running_the_detector(tmp_path):
     assert detector.calls == [] and read_indices(loaded.frames) == [9, 9, 9]
 
 
-def test_the_real_detector_is_loaded_only_when_a_clip_needs_it(monkeypatch):
+def test_the_real_detector_is_loaded_only_when_a_clip_needs_it_and_once(monkeypatch, tmp_path):
     import kifaru.detection.megadetector_lite as module
 
-    monkeypatch.setattr(module, "load_megadetector_lite", lambda **kwargs: pytest.fail("loaded too early"))
-    FrameLoader(VideoLoaderConfig(megadetector_lite_config={}))  # no clip yet: nothing is loaded
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert load_video  # the public entry point is importable without loading any model
+    loads = []
+    detector = IndexScoringDetector({3: 0.9})
+    monkeypatch.setattr(module, "load_megadetector_lite", lambda **kwargs: loads.append(kwargs) or detector)
+    loader = FrameLoader(VideoLoaderConfig(total_frames=2, megadetector_lite_config={"n_frames": 2, "device": "cpu"}))
+    assert loads == []  # no clip yet: nothing is loaded
+    clips = [make_clip(tmp_path / f"{k}.mp4", n_frames=6) for k in range(2)]
+    assert [read_indices(loader.load(clip).frames) for clip in clips] == [[0, 3], [0, 3]]  # 3 scores
+    assert loads == [{"device": "cpu"}] and len(detector.calls) == 2  # loaded once, for both clips

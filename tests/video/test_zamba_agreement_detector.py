@@ -121,7 +121,11 @@ def test_time_distributed_defaults_give_zamba_s_frames(shared_data, memo_detecto
         pytest.skip("zamba's frame ranking here rests on score differences below the tolerance")
     thumbs = np.frombuffer(zlib.decompress(base64.b64decode(result["thumbs_zlib_b64"])), np.uint8).reshape(-1, 16, 16, 3)
     ours = np.stack([cv2.resize(frame, (16, 16), interpolation=cv2.INTER_AREA) for frame in loaded.frames])
+    # The same source frames decoded, cropped and resized as zamba's ffmpeg does give the same
+    # bytes (tests/video/test_zamba_agreement.py): thumbnails equal (0.000 levels measured on the
+    # sampled clips), and means equal up to their rounding to 5 places in the fixture and float32
+    # sums over 1e5 pixels (relative ~1e-6: at most 3e-4 on a mean of 255, under 1e-5 measured).
     per_frame = np.abs(ours.astype(float) - thumbs).mean(axis=(1, 2, 3))
-    assert per_frame.max() <= 3.0, per_frame
+    assert per_frame.max() == 0, per_frame
     means = np.abs(loaded.frames.mean(axis=(1, 2)) - np.asarray(result["mean"])).max(axis=1)
-    assert means.max() <= 2.0, means
+    assert means.max() <= 3e-4, means
