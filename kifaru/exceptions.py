@@ -52,6 +52,11 @@ OFFLINE_HINT = (
 )
 
 
+class NoUsableInputError(KifaruError):
+    """Not one of a run's input files could be used (each has a failure record saying why): the
+    run cannot go on, and it is the inputs, not the command line, that need looking at."""
+
+
 class DownloadError(KifaruError):
     """A file could not be fetched. ``url`` names it, ``reason`` says why, ``hint`` what to do."""
 

@@ -128,6 +128,24 @@ def test_train_exits_1_and_says_why_when_clips_were_left_out_as_unreadable(tmp_p
     assert "broken.mp4" in failures.read_text()
 
 
+
+def test_train_exits_1_when_no_labelled_clip_can_be_read(tmp_path, capsys):
+    """Unusable inputs, not a bad command line: 1, naming the labels file, and no version_N left."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text("filepath,label\nnope.mp4,dog\nnada.mp4,cat\n")
+    (tmp_path / "nope.mp4").write_bytes(b"")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"train_config:\n  labels: {labels}\n  data_dir: {tmp_path}\n  from_scratch: true\n"
+        "  backbone: test_efficientnet\n  backbone_pretrained: false\n  max_epochs: 1\n  num_workers: 0\n"
+        f"video_loader_config:\n  fps: 4\n  total_frames: 4\n  model_input_height: 48\n  model_input_width: 64\n"
+        f"  cache_dir: {tmp_path / 'frames'}\n"
+    )
+    assert main(["train", "--config", str(config), "--save-dir", str(tmp_path / "out")]) == EXIT_FAILED
+    assert f"labels {labels}: none of its 2 clips could be read" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("version_*"))
+
+
 # -- frames ----------------------------------------------------------------------------------
 
 

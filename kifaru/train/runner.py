@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from kifaru.config.run import TrainConfig
 from kifaru.config.video import VideoLoaderConfig
-from kifaru.exceptions import ConfigError, TrainingInterrupted
+from kifaru.exceptions import ConfigError, NoUsableInputError, TrainingInterrupted
 from kifaru.files import write_text_atomically
 from kifaru.train.data import ClipFailure
 from kifaru.train.labels import LabelledClips
@@ -341,7 +341,7 @@ def _train_model(train_config: TrainConfig, video_loader_config: Optional[VideoL
     filepaths = sorted({row.filepath for row in labels.rows})
     cached = cache_clips(filepaths, loader, config.num_workers, _detector_weights(loader), None, progress=_cache_progress if is_rank_zero else None)
     if not cached.entries:
-        raise ConfigError(f"labels {labels.source}: none of its {len(filepaths)} clips could be read (e.g. {cached.failures[0].filepath}: {cached.failures[0].reason})")
+        raise NoUsableInputError(f"labels {labels.source}: none of its {len(filepaths)} clips could be read (e.g. {cached.failures[0].filepath}: {cached.failures[0].reason})")
     usable = L.LabelsFile([r for r in labels.rows if r.filepath in cached.entries], labels.has_split, labels.has_site, labels.source)
     clips = L.one_output_if_binary(L.split_clips(L.labelled_clips(usable, species), config.split_proportions, labels.has_split))
     species = clips.species

@@ -1,5 +1,6 @@
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -96,7 +97,7 @@ def test_kifaru_train_with_an_unknown_model_lists_the_official_ones(tmp_path, ca
 
 
 
-def test_kifaru_train_with_only_its_required_arguments_as_a_new_user(new_user, random_time_distributed_checkpoint, capsys):
+def test_kifaru_train_fine_tunes_the_real_official_network_for_an_epoch_as_a_new_user(new_user, random_time_distributed_checkpoint, capsys):
     """`kifaru train --labels labels.csv`, as a zamba user first types it on a fresh machine: the
     official time_distributed model to fine-tune (a random-weight copy of the real 208 MB network on
     the bucket mirror) and MegadetectorLite for its frame selection (the real one, as zamba's wheel
@@ -107,7 +108,8 @@ def test_kifaru_train_with_only_its_required_arguments_as_a_new_user(new_user, r
     early (patience 4, no max_epochs), so at least 5 epochs; on 2 CPU cores the real network takes
     17 s of CPU per clip and pass (forward, more with the backward), which makes even 3 clips
     (the fewest that fill train, val and holdout) a run of over 4 minutes. Early stopping ending a
-    run without max_epochs is tested with the tiny network (tests/train/test_runner_defaults.py)."""
+    run without max_epochs is tested with the tiny network (tests/train/test_runner_defaults.py), and
+    the command with nothing but --labels on a small stand-in of this checkpoint in the next test."""
     import torch
     import yaml
 
@@ -156,6 +158,50 @@ def test_kifaru_train_with_only_its_required_arguments_as_a_new_user(new_user, r
     assert classifier.species == ["red_square"] and classifier.num_frames == 16
     assert {f"model.{key}" for key in loaded} == set(trained)
     assert all(torch.equal(value, trained[f"model.{key}"]) for key, value in loaded.items())
+
+
+
+def _small_official_time_distributed(path: Path) -> bytes:
+    """A stand-in for the official time_distributed checkpoint as the bucket serves it: its model
+    class, its 32 species and its hyper-parameters, with timm's tiny test_efficientnet as backbone
+    (kifaru builds the backbone a checkpoint names), so that training runs in seconds a pass."""
+    from kifaru.models.checkpoint import write_checkpoint
+    from kifaru.models.registry import video_model_entry
+    from kifaru.models.time_distributed import TimeDistributedEfficientNet
+    from tests.models.random_checkpoint import TIME_DISTRIBUTED_HPARAMS
+
+    species = list(video_model_entry("time_distributed").species)
+    model = TimeDistributedEfficientNet(len(species), num_frames=16, backbone_name="test_efficientnet")
+    write_checkpoint(path, model, "TimeDistributedEfficientNet", species, {**TIME_DISTRIBUTED_HPARAMS, "backbone_name": "test_efficientnet"})
+    return path.read_bytes()
+
+
+def test_kifaru_train_with_nothing_but_labels_runs_the_official_schedule_to_its_early_stop(new_user, capsys):
+    """`kifaru train --labels labels.csv` and not one option more: the official train_config's
+    whole schedule (no max_epochs: early stopping, patience 4; the backbone unfrozen at epoch 3;
+    MultiStepLR), the default num_workers, the official loader config with MegadetectorLite. The
+    official checkpoint is the small stand-in above (the real network's cost is why the test
+    before this one stops after one epoch); everything else is what a new user gets."""
+    import torch
+    import yaml
+
+    new_user.serve_megadetector_lite()
+    new_user.serve_official_checkpoint("time_distributed", _small_official_time_distributed(new_user.home.parent / "td.ckpt"))
+    written = write_training_set(new_user.work / "clips", clips_per_class=3, classes=["red_square"], n_frames=16)
+    (new_user.work / "labels.csv").write_text(
+        "filepath,label\n" + "".join(f"clips/{line}\n" for line in written.read_text().splitlines()[1:])
+    )
+
+    assert main(["train", "--labels", "labels.csv"]) == EXIT_OK, capsys.readouterr().err
+    version = new_user.work / "version_0"
+    last_epoch = torch.load(version / "checkpoints" / "last.ckpt", weights_only=False)["epoch"]
+    best = next((version / "checkpoints").glob("best-*.ckpt"))
+    best_epoch = int(best.stem.split("=")[1])
+    # Early stopping ended it: patience (4) epochs without a better val_macro_f1 after the best one.
+    assert last_epoch == best_epoch + 4, (best_epoch, last_epoch)
+    recorded = yaml.safe_load((version / "train_configuration.yaml").read_text())
+    assert recorded["train_config"]["max_epochs"] is None and recorded["train_config"]["num_workers"] == 3
+    assert (version / "time_distributed.ckpt").is_file() and (version / "val_metrics.json").is_file()
 
 
 def _tiny_training_yaml(tmp_path, labels, **fields):

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from kifaru.config import TrainConfig, VideoLoaderConfig
-from kifaru.exceptions import ConfigError
+from kifaru.exceptions import ConfigError, NoUsableInputError
 from kifaru.models.checkpoint import read_checkpoint, write_checkpoint
 from kifaru.models.time_distributed import TimeDistributedEfficientNet
 from kifaru.notices import listening
@@ -194,9 +194,10 @@ def test_fine_tuning_a_checkpoint_keeps_or_replaces_its_head(clip_set, tmp_path,
 
 
 def test_labels_that_no_clip_can_back_are_an_error(tmp_path):
+    """An input that cannot be used (exit 1), not a bad command line (a ConfigError, exit 2)."""
     labels = tmp_path / "labels.csv"
     labels.write_text("filepath,label\nnope.mp4,dog\nnada.mp4,cat\n")
-    with pytest.raises(ConfigError, match="none of its 2 clips could be read"):
+    with pytest.raises(NoUsableInputError, match="none of its 2 clips could be read"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             train_model(config(tmp_path, labels, tmp_path), loader(tmp_path))
