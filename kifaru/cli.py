@@ -224,12 +224,16 @@ def _read_filepaths_csv(path: Path) -> list[Path]:
 
 def _detect_config(args: argparse.Namespace) -> VideoLoaderConfig:
     """The YAML's video_loader_config (or detect's defaults) with --set and the options on top."""
-    from kifaru.config.video import MegadetectorLiteConfig
+    from kifaru.config.video import MegadetectorLiteConfig, incompatible_fields
     from kifaru.detect import DEFAULT_DETECT_FPS
 
     defaults: dict[str, Any] = {"megadetector_lite_config": {}}
+    overrides = _parse_overrides(args.set)
     if args.config is None:
-        defaults.update(fps=DEFAULT_DETECT_FPS, ensure_total_frames=False)
+        defaults["ensure_total_frames"] = False
+        # detect's 1 fps, unless --set chooses the frames another way (fps excludes those).
+        if not incompatible_fields("fps") & set(overrides):
+            defaults["fps"] = DEFAULT_DETECT_FPS
     options = [
         _option_layer(option, value, "video_loader_config", *path)
         for option, value, path in (
@@ -239,7 +243,7 @@ def _detect_config(args: argparse.Namespace) -> VideoLoaderConfig:
         )
         if value is not None
     ]
-    config = _video_loader_config(args.config, _parse_overrides(args.set), defaults, options)
+    config = _video_loader_config(args.config, overrides, defaults, options)
     if config.megadetector_lite_config is None:  # the file's megadetector_lite_config: null
         config = config.model_copy(update={"megadetector_lite_config": MegadetectorLiteConfig()})
     return _detect_threshold(config, args)

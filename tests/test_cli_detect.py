@@ -361,3 +361,14 @@ def test_detect_says_what_it_fetches_and_exports_on_first_use_only(new_user, cap
     assert main(["detect", "--data-dir", "clips", "-q", "--output-dir", "second"]) == EXIT_OK
     err = capsys.readouterr().err
     assert "downloading" not in err and "exporting" not in err and " MB" not in err
+
+
+def test_set_choosing_frames_another_way_replaces_detects_default_fps(data_dir, tmp_path, loaded):
+    """--set i_frames=true without a config: keyframes only, not a clash with detect's 1 fps
+    (fps cannot go with i_frames); an explicit --fps with it is still refused."""
+    assert detect("--data-dir", data_dir, "--save-dir", tmp_path / "out", "--set", "i_frames=true", "-q") == EXIT_OK
+    data, _ = outputs(tmp_path / "out")
+    assert data["info"]["custom_metadata"]["frame_sampling"] == {"fps": None}
+    videos = [entry for entry in data["images"] if "frames_processed" in entry]
+    assert [entry["frames_processed"] for entry in videos] == [[0], [0]]  # PyAV's clips here: one keyframe each
+    assert detect("--data-dir", data_dir, "--save-dir", tmp_path / "out2", "--set", "i_frames=true", "--fps", "2") == EXIT_USAGE

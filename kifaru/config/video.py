@@ -80,6 +80,15 @@ _INCOMPATIBLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("evenly_sample_total_frames", ("scene_threshold", "i_frames", "fps", "early_bias")),
 )
 
+def incompatible_fields(name: str) -> set[str]:
+    """The fields that cannot be given with ``name`` (either way round in _INCOMPATIBLE)."""
+    return {
+        other
+        for field, others in _INCOMPATIBLE
+        for other in ((*others,) if field == name else (field,) if name in others else ())
+    }
+
+
 # Fields zamba declares Optional with a non-None default: null in a YAML means that default.
 _NULL_MEANS_DEFAULT = {
     "i_frames": False,
