@@ -390,7 +390,7 @@ def _predict_configs(args: argparse.Namespace) -> tuple["PredictConfig", Optiona
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from kifaru.predict import FAILURES_CSV, predict_model, resolve_predict_run
+    from kifaru.predict import FAILURES_CSV, choose_classifier_runtime, predict_model, resolve_predict_run
 
     predict_config, loader_config = _predict_configs(args)
     with warnings.catch_warnings(record=True) as caught:
@@ -403,9 +403,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"warning: {config.filepaths}: {run.duplicates} duplicate rows dropped", file=sys.stderr)
     if run.ignored:
         print(f"note: not videos, ignored in {config.data_dir}: {run.ignored}", file=sys.stderr)
+    # Chosen before the banner (exporting to ONNX first, if needed), so that it can say which
+    # runtime runs the classifier: a fallback to PyTorch halves the speed and must not go unseen.
+    runtime = choose_classifier_runtime(run) if run.files else None
+    if runtime is not None and runtime.fallback_reason:
+        print(f"warning: ONNX Runtime cannot run the classifier, so it runs in PyTorch (slower): {runtime.fallback_reason}", file=sys.stderr)
     print(
         f"kifaru predict: {run.checkpoint.model_class} with {len(run.species)} species ({config.checkpoint}); "
-        f"device {_device_description(run.device)}; {plural(len(run.files), 'file')}, {plural(run.loading_processes, 'loading process', 'loading processes')}"
+        f"device {_device_description(run.device)}"
+        + (f", classifier in {runtime.describe()}" if runtime is not None else "")
+        + f"; {plural(len(run.files), 'file')}, {plural(run.loading_processes, 'loading process', 'loading processes')}"
         + (" (dry run: one batch, nothing saved)" if config.dry_run else f"; outputs in {config.save_dir}"),
         file=sys.stderr,
     )

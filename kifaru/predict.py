@@ -39,6 +39,7 @@ from kifaru.config.run import PredictConfig
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError, Interrupted
 from kifaru.files import write_text_atomically
+from kifaru.notices import notify
 from kifaru.progress import ProgressLog, check_finished_outputs, file_fingerprint, records_to_resume
 from kifaru.failures import STAGE_FILE, STAGE_FRAMES, STAGE_MODEL
 from kifaru.video.parallel import ClipResult
@@ -89,6 +90,9 @@ class PredictRun:
     files: list[InputFile]
     duplicates: int = 0  # rows of the filepaths CSV dropped as repeats
     ignored: str = ""  # files in data_dir that are not videos, e.g. "3 .jpg"
+    # Which runtime runs the classifier (kifaru.models.runner.RuntimeChoice): set by
+    # choose_classifier_runtime, before the run starts or by it.
+    classifier_runtime: Any = None
 
     @property
     def species(self) -> list[str]:
@@ -334,6 +338,18 @@ def _device(gpus: Optional[int]) -> str:
 # -- running ---------------------------------------------------------------------------------
 
 
+def choose_classifier_runtime(run: PredictRun) -> Any:
+    """The run's classifier runtime (kifaru.models.runner.RuntimeChoice), chosen once: the ONNX
+    export is made and checked here, before loading processes start (a first run of a checkpoint
+    sends notices while it exports)."""
+    from kifaru.models.runner import choose_runtime
+
+    if run.classifier_runtime is None:
+        cache_dir = Path(run.predict_config.model_cache_dir)
+        run.classifier_runtime = choose_runtime(run.checkpoint, run.checkpoint_sha256, run.device, cache_dir)
+    return run.classifier_runtime
+
+
 def predict_model(
     predict_config: PredictConfig,
     video_loader_config: Optional[VideoLoaderConfig] = None,
@@ -365,6 +381,8 @@ def predict_model(
         else:
             todo.append((index, item))
     resumed = len(records)
+    if todo:
+        choose_classifier_runtime(run)
     if saving:
         run.save_dir.mkdir(parents=True, exist_ok=True)
         _write_configuration(run, resuming=bool(earlier))
@@ -384,7 +402,7 @@ def predict_model(
             for record in unreadable:
                 finish(record)
             if todo:
-                _predict_clips(run, todo, finish)
+                _predict_clips(run, todo, finish, saving)
         except KeyboardInterrupt as interrupt:
             # The clips finished get their outputs now (the CSVs hold only those); the progress
             # file stays, so the same command continues.
@@ -413,7 +431,7 @@ class _NoLog:
         pass
 
 
-def _predict_clips(run: PredictRun, todo: Sequence[tuple[int, InputFile]], finish: Callable[[ClipRecord], None]) -> None:
+def _predict_clips(run: PredictRun, todo: Sequence[tuple[int, InputFile]], finish: Callable[[ClipRecord], None], saving: bool) -> None:
     from kifaru.models.runner import load_classifier
     from kifaru.video.parallel import ClipLoader
 
@@ -429,7 +447,14 @@ def _predict_clips(run: PredictRun, todo: Sequence[tuple[int, InputFile]], finis
         detector_device=detector.device if detector is not None else None,
     ) as loader:
         results = loader.load([(index, item.path) for index, item in todo])
-        classifier = load_classifier(run.checkpoint, run.checkpoint_sha256, run.device, Path(config.model_cache_dir))
+        classifier = load_classifier(
+            run.checkpoint, run.checkpoint_sha256, run.device, Path(config.model_cache_dir), choose_classifier_runtime(run)
+        )
+        if classifier.runtime_choice != run.classifier_runtime:  # ONNX Runtime failed after all (a damaged export)
+            run.classifier_runtime = classifier.runtime_choice
+            notify(f"warning: the classifier runs in PyTorch: {run.classifier_runtime.fallback_reason}")
+            if saving:
+                _write_configuration(run, resuming=True)
         batch: list[ClipResult] = []
 
         def record(result: ClipResult, **outcome: Any) -> ClipRecord:
@@ -544,6 +569,11 @@ def failures_csv(records: Iterable[Any]) -> str:
     return out.getvalue()
 
 
+# The keys kifaru adds to zamba's predict_configuration.yaml: the classifier's runtime
+# ("onnxruntime" or "pytorch") and, after a fallback to PyTorch, why ONNX Runtime failed.
+KIFARU_CONFIGURATION_KEYS = ("classifier_runtime", "classifier_runtime_fallback_reason")
+
+
 def _write_configuration(run: PredictRun, resuming: bool) -> None:
     """zamba's ``predict_configuration.yaml``; a resumed run keeps the first start time."""
     path = run.save_dir / CONFIGURATION_YAML
@@ -560,5 +590,10 @@ def _write_configuration(run: PredictRun, resuming: bool) -> None:
         "inference_start_time": started or datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),
         "video_loader_config": run.video_loader_config.model_dump(mode="json"),
     }
+    if run.classifier_runtime is not None:  # kifaru's own: which runtime ran the classifier, and why
+        runtime_key, reason_key = KIFARU_CONFIGURATION_KEYS
+        configuration[runtime_key] = run.classifier_runtime.runtime
+        if run.classifier_runtime.fallback_reason:
+            configuration[reason_key] = run.classifier_runtime.fallback_reason
     write_text_atomically(path, yaml.safe_dump(configuration))
 

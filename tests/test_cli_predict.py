@@ -37,6 +37,9 @@ def test_predict_writes_the_outputs_and_reports_failures(data_dir, checkpoint, t
     assert predict("--data-dir", data_dir, "--checkpoint", checkpoint, "--save-dir", out) == EXIT_FAILED
     captured = capsys.readouterr()
     assert "TinyVideoNet with 3 species" in captured.err and "device cpu (" in captured.err
+    assert "classifier in PyTorch;" in captured.err and "warning" not in captured.err  # ONNX Runtime is for the EfficientNet
+    configuration = yaml.safe_load((out / CONFIGURATION_YAML).read_text())
+    assert configuration["classifier_runtime"] == "pytorch" and "classifier_runtime_fallback_reason" not in configuration
     assert "3 files: 2 predicted, 1 failed" in captured.out
     assert "broken.mp4: FAILED (decode): cannot be opened" in captured.err
     with open(out / PREDICTIONS_CSV, newline="") as handle:
@@ -47,6 +50,35 @@ def test_predict_writes_the_outputs_and_reports_failures(data_dir, checkpoint, t
     # Again without --overwrite: refused, nothing changed.
     assert predict("--data-dir", data_dir, "--checkpoint", checkpoint, "--save-dir", out) == EXIT_USAGE
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_a_fallback_to_pytorch_is_announced_and_recorded(data_dir, checkpoint, tmp_path, capsys, monkeypatch):
+    from kifaru.models import onnx_classifier, runner
+
+    reason = "the exported network's logits differ from PyTorch's by 0.1 on a probe clip"
+    monkeypatch.setattr(runner, "choose_runtime", lambda *args: runner.RuntimeChoice("pytorch", reason))
+    out = tmp_path / "out"
+    assert predict("--data-dir", data_dir, "--checkpoint", checkpoint, "--save-dir", out) == EXIT_FAILED  # broken.mp4
+    err = capsys.readouterr().err
+    assert f"warning: ONNX Runtime cannot run the classifier, so it runs in PyTorch (slower): {reason}" in err
+    assert "classifier in PyTorch (ONNX Runtime failed);" in err
+    configuration = yaml.safe_load((out / CONFIGURATION_YAML).read_text())
+    assert configuration["classifier_runtime"] == "pytorch"
+    assert configuration["classifier_runtime_fallback_reason"] == reason
+
+    # ONNX Runtime chosen, but its sessions fail to load once the run has started: said, and recorded.
+    def damaged(*args):
+        raise RuntimeError("the cached export is damaged")
+
+    monkeypatch.setattr(runner, "choose_runtime", lambda *args: runner.RuntimeChoice("onnxruntime"))
+    monkeypatch.setattr(onnx_classifier, "load_onnx_time_distributed", damaged)
+    assert predict("--data-dir", data_dir, "--checkpoint", checkpoint, "--save-dir", out, "--overwrite") == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "classifier in ONNX Runtime;" in err and "warning: the classifier runs in PyTorch: the cached export is damaged" in err
+    configuration = yaml.safe_load((out / CONFIGURATION_YAML).read_text())
+    assert configuration["classifier_runtime"] == "pytorch"
+    assert configuration["classifier_runtime_fallback_reason"] == "the cached export is damaged"
+    assert len((out / PREDICTIONS_CSV).read_text().splitlines()) == 3  # header, a.mp4, b.mp4: PyTorch predicted
 
 
 def test_command_line_options_win_over_the_yaml_file(data_dir, checkpoint, tmp_path, capsys):

@@ -300,7 +300,11 @@ def test_output_class_names_variant_as_zambas(runs):
 
 
 def test_configuration_yaml_has_zambas_keys_and_structure(runs):
+    from kifaru.predict import KIFARU_CONFIGURATION_KEYS
+
     ours, zambas = _kifaru_configuration(runs), _zamba_configuration(runs)
+    assert ours.pop(KIFARU_CONFIGURATION_KEYS[0]) == "onnxruntime"  # kifaru's own addition: the classifier's runtime
+    assert KIFARU_CONFIGURATION_KEYS[1] not in ours  # no fallback
     our_keys, zamba_keys = _key_paths(ours), _key_paths(zambas)
     missing = [".".join(k) for k in zamba_keys if k not in our_keys]
     extra = [".".join(k) for k in our_keys if k not in zamba_keys]

@@ -7,7 +7,8 @@ either, which keeps about 500 MB out of memory.
 The network is exported once per checkpoint (by its sha256) into the model cache, as two graphs:
 the per-frame EfficientNet and the head that joins the frames. The export runs in a child
 process, so that PyTorch is loaded there and not here, and the files are kept only if the
-exported network's probabilities agree with PyTorch's on a probe clip.
+exported network's logits agree with PyTorch's on a natural-looking probe clip (see
+:func:`check_export`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,21 @@ MODEL_CLASS = "TimeDistributedEfficientNet"
 # Frames per call: each core runs its own single-threaded calls (as for the detector); a few
 # frames per call keep the activations small (memory) at no cost in speed.
 FRAMES_PER_CALL = 4
-_MAX_PROBABILITY_DIFF = 1e-4
-_PROBE_SIZE = (96, 160)
+# The export's example frames and the check's probe differ in size: the check also shows that the
+# graph takes any height and width.
+_EXAMPLE_SIZE = (96, 160)
+_PROBE_SIZE = (112, 192)
+# Allowed |ONNX - PyTorch| logit difference, relative to the logits' scale max(1, max |logit|).
+# float32 rounds each product and sum to eps = 1.2e-7 (relative); a convolution or linear layer
+# summing n terms errs by about eps * sqrt(n) (n up to ~1e4 here: ~1e-5), and the ~100 layers of
+# EfficientNetV2-M add their errors like a random walk (x sqrt(100) = 10): ~1e-4 of the scale, an
+# upper estimate. Measured on natural-looking frames with BatchNorm-calibrated random weights:
+# 1e-5 to 8e-5 of the scale (features and logits). 1e-3 is ten times the estimate; a wrong export
+# (one weight changed, frames normalised differently) moves the logits by far more (tests).
+# Uniform pixel noise is no probe: trained BatchNorm statistics do not fit it, the logits reach
+# ~1e3 and the network amplifies rounding until PyTorch and ONNX Runtime disagree by the logits'
+# own size, although the two graphs are the same.
+_MAX_RELATIVE_LOGIT_DIFF = 1e-3
 
 
 def onnx_stem(checkpoint_sha256: str, cache_dir: Optional[Path] = None) -> Path:
@@ -90,20 +104,53 @@ class OnnxTimeDistributed:
         parts = self._pool.map(lambda s: self._frames.run(None, {"frames": x[s : s + FRAMES_PER_CALL]})[0], starts)
         features = np.concatenate(list(parts)).reshape(batch, frames, -1)
         logits = self._head.run(None, {"features": features})[0]
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        return sigmoid(logits)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """float32 1 / (1 + exp(-x)), without overflow warnings for very negative logits."""
+    return np.exp(-np.logaddexp(np.float32(0.0), -logits.astype(np.float32))).astype(np.float32)
+
+
+def probe_clip(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A deterministic clip of natural-looking uint8 frames (T, H, W, 3): a sky-to-ground gradient,
+    smooth coloured texture, a dark shape that moves, sensor noise. A trained network's BatchNorm
+    statistics fit such frames, as they fit real ones (and not uniform noise)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(1.0, 0.0, height, dtype=np.float32)[:, None, None]
+    sky, ground = rng.uniform(150, 220, 3), rng.uniform(40, 110, 3)
+    scene = rows * sky + (1 - rows) * ground
+    # Texture mostly in brightness (leaves, rocks), a little in colour.
+    coarse = rng.normal(0, 25, (6, 10, 1)) + rng.normal(0, 6, (6, 10, 3))
+    texture = cv2.resize(coarse.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    clip = np.empty((frames, height, width, 3), np.uint8)
+    for t in range(frames):
+        centre_y, centre_x = height * 0.6, width * (0.2 + 0.6 * t / max(frames - 1, 1))
+        shape = np.exp(-(((yy - centre_y) / (height / 8)) ** 2 + ((xx - centre_x) / (width / 6)) ** 2))[..., None]
+        frame = (scene + texture) * rng.uniform(0.8, 1.1) * (1 - 0.6 * shape) + rng.normal(0, 3, (height, width, 3))
+        clip[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    return clip
 
 
 def load_onnx_time_distributed(
     checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, cache_dir: Optional[Path] = None
 ) -> OnnxTimeDistributed:
     """The ONNX Runtime classifier for this checkpoint, exported first if not in the cache."""
+    return OnnxTimeDistributed(checkpoint, ensure_export(checkpoint, checkpoint_sha256, cache_dir))
+
+
+def ensure_export(checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, cache_dir: Optional[Path] = None) -> Path:
+    """The stem of the checkpoint's checked ONNX export in the cache, exported now if missing."""
     stem = onnx_stem(checkpoint_sha256, cache_dir)
     if not all(path.is_file() for path in _paths(stem)):
         notify(f"{checkpoint.path.name}: exporting the network to ONNX Runtime (once per checkpoint, up to a minute or two)")
         started = time.monotonic()
         export_in_child_process(checkpoint.path, stem)
         notify(f"{checkpoint.path.name}: exported in {format_duration(time.monotonic() - started)}")
-    return OnnxTimeDistributed(checkpoint, stem)
+    return stem
 
 
 def export_in_child_process(checkpoint_path: Path, stem: Path) -> None:
@@ -134,41 +181,65 @@ def _export_checked(checkpoint_path: str, stem: str, send: Any) -> None:
 
 
 def export_checked(checkpoint_path: Path, stem: Path) -> None:
-    """Export the checkpoint's network as the two ONNX graphs and keep them only if they agree
-    with PyTorch on a probe clip."""
-    import onnxruntime
-    import torch
-
+    """Export the checkpoint's network as the two ONNX graphs and keep them only if
+    :func:`check_export` passes."""
     from kifaru.models.checkpoint import model_from_checkpoint, read_checkpoint
-    from kifaru.models.time_distributed import frames_to_input as torch_frames_to_input
 
     checkpoint = read_checkpoint(checkpoint_path)
     if checkpoint.model_class != MODEL_CLASS:
         raise ValueError(f"{checkpoint_path} holds a {checkpoint.model_class}, not a {MODEL_CLASS}")
     model = model_from_checkpoint(checkpoint)
-    probe = np.random.default_rng(0).integers(0, 256, (1, model.num_frames, *_PROBE_SIZE, 3), dtype=np.uint8)
-    with torch.inference_mode():
-        expected = torch.sigmoid(model(torch_frames_to_input(torch.from_numpy(probe)))).numpy()
-    frames_graph, head_graph = io.BytesIO(), io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter announces its own deprecation
-        frames_example = torch.from_numpy(frames_to_input(probe[:, :2]))
-        _export(model.base.module, frames_example, "frames", "features", {0: "frames", 2: "height", 3: "width"}, frames_graph)
-        features_example = torch.zeros((1, model.num_frames, model.classifier[0].in_features))
-        _export(model.classifier, features_example, "features", "logits", {0: "clips"}, head_graph)
-
-    options = onnxruntime.SessionOptions()
-    frames_session = onnxruntime.InferenceSession(frames_graph.getvalue(), options, providers=["CPUExecutionProvider"])
-    head_session = onnxruntime.InferenceSession(head_graph.getvalue(), options, providers=["CPUExecutionProvider"])
-    got_features = frames_session.run(None, {"frames": frames_to_input(probe)})[0].reshape(1, model.num_frames, -1)
-    got = 1.0 / (1.0 + np.exp(-head_session.run(None, {"features": got_features})[0]))
-    difference = float(np.abs(got - expected).max())
-    if difference > _MAX_PROBABILITY_DIFF:
-        raise RuntimeError(f"the exported network's probabilities differ from PyTorch's by {difference:.2g}")
+    frames_graph, head_graph = export_graphs(model)
+    check_export(model, frames_graph, head_graph)
     frames_path, head_path = _paths(stem)
     for path, graph in ((head_path, head_graph), (frames_path, frames_graph)):  # frames last: it marks completion
         with atomic_write(path) as out:
-            out.write(graph.getvalue())
+            out.write(graph)
+
+
+def export_graphs(model: Any) -> tuple[bytes, bytes]:
+    """A TimeDistributedEfficientNet as two ONNX graphs: the per-frame network, the head."""
+    import torch
+
+    frames_graph, head_graph = io.BytesIO(), io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter announces its own deprecation
+        frames_example = torch.from_numpy(frames_to_input(probe_clip(2, *_EXAMPLE_SIZE)[None]))
+        _export(model.base.module, frames_example, "frames", "features", {0: "frames", 2: "height", 3: "width"}, frames_graph)
+        features_example = torch.zeros((1, model.num_frames, model.classifier[0].in_features))
+        _export(model.classifier, features_example, "features", "logits", {0: "clips"}, head_graph)
+    return frames_graph.getvalue(), head_graph.getvalue()
+
+
+def check_export(model: Any, frames_graph: bytes, head_graph: bytes) -> None:
+    """RuntimeError unless the two graphs give the PyTorch ``model``'s logits on the probe clip,
+    with the input transform the ONNX classifier uses, to within float32 rounding."""
+    import onnxruntime
+    import torch
+
+    from kifaru.models.time_distributed import frames_to_input as torch_frames_to_input
+
+    probe = probe_clip(model.num_frames, *_PROBE_SIZE)[None]
+    with torch.inference_mode():
+        expected = model.eval()(torch_frames_to_input(torch.from_numpy(probe))).double().numpy()
+    if not np.isfinite(expected).all():
+        raise RuntimeError("PyTorch's own logits on a natural-looking probe clip are not finite (inf or nan): the checkpoint's weights are broken")
+    options = onnxruntime.SessionOptions()
+    frames_session = onnxruntime.InferenceSession(frames_graph, options, providers=["CPUExecutionProvider"])
+    head_session = onnxruntime.InferenceSession(head_graph, options, providers=["CPUExecutionProvider"])
+    features = frames_session.run(None, {"frames": frames_to_input(probe)})[0].reshape(1, model.num_frames, -1)
+    got = head_session.run(None, {"features": features})[0].astype(np.float64)
+    if got.shape != expected.shape:
+        raise RuntimeError(f"the exported network gives logits of shape {got.shape}, PyTorch {expected.shape}")
+    if not np.isfinite(got).all():
+        raise RuntimeError("the exported network's logits on the probe clip are not finite (inf or nan) where PyTorch's are")
+    scale = max(1.0, float(np.abs(expected).max()))
+    difference = float(np.abs(got - expected).max())
+    if difference > _MAX_RELATIVE_LOGIT_DIFF * scale:
+        raise RuntimeError(
+            f"the exported network's logits differ from PyTorch's by {difference:.3g} on a probe clip "
+            f"(allowed: {_MAX_RELATIVE_LOGIT_DIFF:g} x {scale:.3g}, float32 rounding)"
+        )
 
 
 def _export(module: Any, example: Any, input_name: str, output_name: str, dynamic: dict, out: io.BytesIO) -> None:

@@ -2,13 +2,15 @@
 
 :func:`load_classifier` picks the runtime: ONNX Runtime for TimeDistributedEfficientNet on the CPU
 (kifaru.models.onnx_classifier), PyTorch otherwise. Env ``KIFARU_CLASSIFIER_RUNTIME`` = ``torch``
-or ``onnxruntime`` overrides the choice.
+or ``onnxruntime`` overrides the choice. The classifier says which runtime runs it and, after a
+fallback to PyTorch, why (``runtime_choice``): a fallback costs half the speed, so the user must hear.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -18,24 +20,77 @@ from kifaru.models.checkpoint_info import VideoModelCheckpoint
 
 log = logging.getLogger(__name__)
 
+ONNXRUNTIME = "onnxruntime"
+PYTORCH = "pytorch"
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """Which runtime runs the classifier; ``fallback_reason``: why not ONNX Runtime, where it was
+    the choice and failed (None otherwise)."""
+
+    runtime: str  # ONNXRUNTIME or PYTORCH
+    fallback_reason: Optional[str] = None
+
+    def describe(self) -> str:
+        """For the user, e.g. "ONNX Runtime", "PyTorch (ONNX Runtime failed)"."""
+        name = "ONNX Runtime" if self.runtime == ONNXRUNTIME else "PyTorch"
+        return name + (" (ONNX Runtime failed)" if self.fallback_reason else "")
+
+
+def _forced_runtime() -> str:
+    return os.environ.get("KIFARU_CLASSIFIER_RUNTIME", "auto")
+
+
+def choose_runtime(
+    checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, device: str = "cpu", cache_dir: Optional[Path] = None
+) -> RuntimeChoice:
+    """The runtime for the checkpoint's classifier, the ONNX export made (and checked) first where
+    ONNX Runtime is the choice. With ``KIFARU_CLASSIFIER_RUNTIME=onnxruntime`` a failed export raises."""
+    forced = _forced_runtime()
+    if device != "cpu" or forced in ("torch", PYTORCH):
+        return RuntimeChoice(PYTORCH)
+    from kifaru.models import onnx_classifier
+
+    if checkpoint.model_class != onnx_classifier.MODEL_CLASS:
+        return RuntimeChoice(PYTORCH)
+    try:
+        onnx_classifier.ensure_export(checkpoint, checkpoint_sha256, cache_dir)
+    except Exception as error:  # PyTorch still works (and names a damaged checkpoint clearly)
+        if forced == ONNXRUNTIME:
+            raise
+        return RuntimeChoice(PYTORCH, str(error))
+    return RuntimeChoice(ONNXRUNTIME)
+
 
 def load_classifier(
-    checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, device: str = "cpu", cache_dir: Optional[Path] = None
+    checkpoint: VideoModelCheckpoint,
+    checkpoint_sha256: str,
+    device: str = "cpu",
+    cache_dir: Optional[Path] = None,
+    choice: Optional[RuntimeChoice] = None,
 ) -> Any:
-    """A classifier (``predict_proba``, ``species``, ``num_frames``, ``device``) for the checkpoint.
-    ``cache_dir``: the model cache, where exported networks are kept."""
-    runtime = os.environ.get("KIFARU_CLASSIFIER_RUNTIME", "auto")
-    if device == "cpu" and runtime != "torch":
+    """A classifier (``predict_proba``, ``species``, ``num_frames``, ``device``, ``runtime_choice``)
+    for the checkpoint. ``cache_dir``: the model cache, where exported networks are kept;
+    ``choice``: from :func:`choose_runtime` (made here when None)."""
+    choice = choice or choose_runtime(checkpoint, checkpoint_sha256, device, cache_dir)
+    if choice.runtime == ONNXRUNTIME:
         from kifaru.models import onnx_classifier
 
-        if checkpoint.model_class == onnx_classifier.MODEL_CLASS:
-            try:
-                return onnx_classifier.load_onnx_time_distributed(checkpoint, checkpoint_sha256, cache_dir)
-            except Exception as error:  # PyTorch still works (and names a damaged checkpoint clearly)
-                if runtime == "onnxruntime":
-                    raise
-                log.warning("ONNX Runtime cannot run %s (%s); using PyTorch", checkpoint.path, error)
-    return VideoClassifier.from_file(checkpoint.path, device)
+        try:
+            classifier = onnx_classifier.load_onnx_time_distributed(checkpoint, checkpoint_sha256, cache_dir)
+        except Exception as error:  # a damaged cached export, say
+            if _forced_runtime() == ONNXRUNTIME:
+                raise
+            choice = RuntimeChoice(PYTORCH, str(error))
+        else:
+            classifier.runtime_choice = choice
+            return classifier
+    if choice.fallback_reason:
+        log.warning("ONNX Runtime cannot run %s (%s); using PyTorch", checkpoint.path, choice.fallback_reason)
+    classifier = VideoClassifier.from_file(checkpoint.path, device)
+    classifier.runtime_choice = choice
+    return classifier
 
 
 class VideoClassifier:
@@ -49,6 +104,7 @@ class VideoClassifier:
         self.species = list(checkpoint.species)
         self.model_class = checkpoint.model_class
         self.device = device
+        self.runtime_choice = RuntimeChoice(PYTORCH)
         self._to_input = input_transform(checkpoint.model_class)
         model = model_from_checkpoint(checkpoint)
         if device == "cpu":

@@ -99,3 +99,46 @@ def write_as_zamba_to_disk(path, state_dict: dict[str, torch.Tensor], hyper_para
         "pytorch-lightning_version": pl.__version__,
     }
     torch.save(checkpoint, path)
+
+
+def photo_frames(count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """``count`` uint8 RGB frames (count, H, W, 3) cut from scikit-image's sample photographs
+    (a cat, an astronaut, coffee, a rocket...): real images' statistics, deterministic. Each frame
+    is a random crop of one photo, resized, some darker or lighter (night, overcast, sun)."""
+    import cv2
+    from skimage import data
+
+    photos = [data.chelsea(), data.astronaut(), data.coffee(), data.rocket(), data.immunohistochemistry(), data.cat()]
+    rng = np.random.default_rng(seed)
+    out = np.empty((count, height, width, 3), np.uint8)
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        crop_h = int(h * rng.uniform(0.6, 1.0))
+        crop_w = min(w, int(crop_h * width / height))
+        top, left = rng.integers(0, h - crop_h + 1), rng.integers(0, w - crop_w + 1)
+        frame = cv2.resize(photo[top : top + crop_h, left : left + crop_w], (width, height), interpolation=cv2.INTER_AREA)
+        out[i] = np.clip(frame.astype(np.float32) * rng.uniform(0.5, 1.3), 0, 255).astype(np.uint8)
+    return out
+
+
+def calibrate_batchnorm(model: torch.nn.Module, frames: np.ndarray, batch: int = 16) -> None:
+    """Set every BatchNorm's running statistics of ``model.base.module`` (a TimeDistributedEfficientNet's
+    per-frame network) to the exact mean and variance of its inputs over ``frames`` (uint8,
+    (N, H, W, 3)), as training on real frames leaves them: cumulative averages (momentum None)
+    in train mode, the weights untouched. Random weights with such statistics behave like a trained
+    network's on inputs far from real frames (their activations explode there)."""
+    from kifaru.models.time_distributed import frames_to_input
+
+    network = model.base.module
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    network.train()
+    with torch.no_grad():
+        for start in range(0, len(frames), batch):
+            network(frames_to_input(torch.from_numpy(frames[start : start + batch])))
+    for norm in norms:
+        norm.momentum = 0.1
+    model.eval()
