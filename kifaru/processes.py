@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import multiprocessing.context
 import multiprocessing.spawn
+import signal
 import threading
-from typing import Any
+from typing import Any, Optional
 
 _MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
 _starting = threading.local()  # set while this thread starts one of kifaru's processes
@@ -43,10 +44,24 @@ class _SpawnProcessWithoutMain(multiprocessing.context.SpawnProcess):
     def _Popen(process_obj: Any) -> Any:
         _install_preparation_filter()
         _starting.active = True
+        # The child starts with SIGINT blocked (a signal mask is inherited through exec): a
+        # Ctrl-C, which a terminal sends to the whole process group, must not raise
+        # KeyboardInterrupt in a child still importing kifaru (a traceback among the output); the
+        # parent alone decides what an interrupt does. Here it is only deferred, never lost.
+        blocked = _block_sigint()
         try:
             return multiprocessing.context.SpawnProcess._Popen(process_obj)
         finally:
             _starting.active = False
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _block_sigint() -> Optional[set]:
+    """Block SIGINT in this thread; the previous mask, or None where there are no signal masks."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no process groups to signal either
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 class _SpawnContextWithoutMain(multiprocessing.context.SpawnContext):
@@ -57,6 +72,6 @@ _CONTEXT = _SpawnContextWithoutMain()
 
 
 def spawn_context() -> multiprocessing.context.SpawnContext:
-    """A "spawn" context whose processes do not import the parent's ``__main__``: their targets
-    must be importable functions (kifaru's own)."""
+    """A "spawn" context whose processes do not import the parent's ``__main__`` (their targets
+    must be importable functions, kifaru's own) and start with SIGINT blocked."""
     return _CONTEXT

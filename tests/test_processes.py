@@ -48,3 +48,28 @@ def test_other_processes_are_described_as_before():
     processes._install_preparation_filter()
     data = multiprocessing.spawn.get_preparation_data("someone else's process")
     assert {"init_main_from_name", "init_main_from_path"} & set(data)  # pytest's own main
+
+
+def report_sigint_handling(queue) -> None:
+    """In a child: whether SIGINT is blocked there (a module-level function: spawn imports it)."""
+    import signal
+
+    queue.put(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def test_children_start_with_sigint_blocked_and_the_parent_keeps_its_mask():
+    """A terminal's Ctrl-C reaches the whole process group: kifaru's children must not raise
+    KeyboardInterrupt (a traceback while they import kifaru); the parent's Ctrl-C still works."""
+    import signal
+
+    from kifaru.processes import spawn_context
+
+    context = spawn_context()
+    queue = context.Queue()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    child = context.Process(target=report_sigint_handling, args=(queue,))
+    child.start()
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before and signal.SIGINT not in before
+    assert queue.get(timeout=60) is True
+    child.join(timeout=60)
+    assert child.exitcode == 0
