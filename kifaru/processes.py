@@ -13,7 +13,7 @@ import multiprocessing.context
 import multiprocessing.spawn
 import signal
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 _MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
 _starting = threading.local()  # set while this thread starts one of kifaru's processes
@@ -75,3 +75,33 @@ def spawn_context() -> multiprocessing.context.SpawnContext:
     """A "spawn" context whose processes do not import the parent's ``__main__`` (their targets
     must be importable functions, kifaru's own) and start with SIGINT blocked."""
     return _CONTEXT
+
+
+def run_in_child(target: Callable[..., Any], *args: Any, name: str = "the process") -> Optional[str]:
+    """Run ``target(*args)`` (an importable function) in a spawned child and wait for it: None
+    when it returned, else why not, in words (its exception, or how the process, called ``name``
+    in the reason, ended). For work that must not load PyTorch into this process, such as an ONNX
+    export."""
+    receive, send = _CONTEXT.Pipe(duplex=False)
+    child = _CONTEXT.Process(target=_run_and_report, args=(target, args, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        problem = receive.recv()
+    except EOFError:
+        problem = f"{name} ended without an answer"
+    child.join()
+    if problem is None and child.exitcode != 0:
+        problem = f"{name} exited with code {child.exitcode}"
+    return problem
+
+
+def _run_and_report(target: Callable[..., Any], args: tuple, send: Any) -> None:
+    try:
+        target(*args)
+    except Exception as error:  # sent to the parent, which decides what a failure means
+        send.send(f"{type(error).__name__}: {error}")
+    else:
+        send.send(None)
+    finally:
+        send.close()

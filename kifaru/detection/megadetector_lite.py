@@ -399,19 +399,11 @@ def export_before_workers(weights: Path, weights_sha256: str, device: str) -> No
         import onnxruntime  # noqa: F401
     except ImportError:
         return
-    from kifaru.processes import spawn_context
+    from kifaru.processes import run_in_child
 
     _notify_export(0)
-    child = spawn_context().Process(target=_export_in_child, args=(str(weights), weights_sha256), daemon=True)
-    child.start()
-    child.join()
-
-
-def _export_in_child(weights: str, weights_sha256: str) -> None:
-    try:
-        MegadetectorLite(Path(weights), "cpu", "onnxruntime", weights_sha256)
-    except Exception:
-        pass  # each worker tries again and falls back to PyTorch, with the reason logged
+    # A failure is not reported here: each worker tries again and falls back to PyTorch, saying why.
+    run_in_child(MegadetectorLite, Path(weights), "cpu", "onnxruntime", weights_sha256)
 
 
 def _export_checked(model, rows: int, onnx_path: Path, onnxruntime, options) -> None:

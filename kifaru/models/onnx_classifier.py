@@ -30,7 +30,7 @@ from kifaru.models.checkpoint_info import VideoModelCheckpoint
 from kifaru.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 from kifaru.notices import notify
 from kifaru.progress import format_duration
-from kifaru.processes import spawn_context
+from kifaru.processes import run_in_child
 
 log = logging.getLogger(__name__)
 
@@ -155,29 +155,9 @@ def ensure_export(checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, cach
 
 def export_in_child_process(checkpoint_path: Path, stem: Path) -> None:
     """Export (and check) in a spawned process; RuntimeError with the child's reason on failure."""
-    context = spawn_context()
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_export_checked, args=(str(checkpoint_path), str(stem), send), daemon=True)
-    child.start()
-    send.close()
-    try:
-        problem = receive.recv()
-    except EOFError:
-        problem = "the export process ended without an answer"
-    child.join()
-    if problem is not None or child.exitcode != 0:
-        raise RuntimeError(problem or f"the export process exited with code {child.exitcode}")
-
-
-def _export_checked(checkpoint_path: str, stem: str, send: Any) -> None:
-    try:
-        export_checked(Path(checkpoint_path), Path(stem))
-    except Exception as error:  # sent to the parent, which falls back to PyTorch
-        send.send(f"{type(error).__name__}: {error}")
-    else:
-        send.send(None)
-    finally:
-        send.close()
+    problem = run_in_child(export_checked, Path(checkpoint_path), Path(stem), name="the export process")
+    if problem is not None:
+        raise RuntimeError(problem)
 
 
 def export_checked(checkpoint_path: Path, stem: Path) -> None:
