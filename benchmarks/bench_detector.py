@@ -94,6 +94,7 @@ class KifaruSide:
 
     def detector_load(self) -> dict:
         from kifaru.detection.megadetector_lite import MegadetectorLite, load_megadetector_lite
+        from kifaru.runtime.choice import runtime_name
 
         start = time.perf_counter()
         if self.detector is None:
@@ -101,7 +102,7 @@ class KifaruSide:
         else:  # load_megadetector_lite would hand back the same object: build another
             detector = MegadetectorLite(self.weights, "cpu", self.runtime)
         seconds = time.perf_counter() - start
-        if detector.runtime != self.runtime:
+        if detector.runtime != runtime_name(self.runtime):  # "torch" is "pytorch"
             raise RuntimeError(f"asked for {self.runtime}, got {detector.runtime}")
         self.detector = self.detector or detector
         return {"seconds": seconds, "runtime": detector.runtime}

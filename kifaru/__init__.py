@@ -26,7 +26,7 @@ from kifaru.video import find_media, load_video, load_video_frames
 __version__ = "0.1.0"
 
 # The runs, imported when first used: they bring in PyTorch, which `import kifaru` should not.
-_RUNS = {"predict_model": "kifaru.predict", "train_model": "kifaru.train.runner"}
+_RUNS = {"detect_files": "kifaru.runs.detect", "predict_model": "kifaru.runs.predict", "train_model": "kifaru.train.runner"}
 
 
 def __getattr__(name: str):

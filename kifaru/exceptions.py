@@ -102,6 +102,11 @@ class CheckpointError(KifaruError):
         super().__init__(f"checkpoint {self.path}: {reason}")
 
 
+class OnnxExportError(KifaruError, RuntimeError):
+    """A network's ONNX export cannot be used (its outputs differ from PyTorch's, or the export
+    failed); the caller falls back to PyTorch with this message as the reason."""
+
+
 class PartialDecodeWarning(UserWarning):
     """A clip decoded only partway; the frames that really exist are returned."""
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from kifaru import load_video
-from kifaru.detect import default_detect_config
+from kifaru.runs.detect import default_detect_config
 from kifaru.samples import SAMPLES, make_samples
 from kifaru.video.loader import FrameLoader
 

@@ -13,9 +13,10 @@ from typing import Annotated, Any, Optional, Union
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from kifaru.config.base import StrictConfig, did_you_mean
+from kifaru.models.registry import DEFAULT_VIDEO_MODEL, official_video_model_names
 
-# The official zamba video models; the model registry (a later stage) carries their details.
-OFFICIAL_VIDEO_MODELS = ("time_distributed", "european", "blank_nonblank", "slowfast")
+# The official zamba video models, as the model registry declares them (kifaru.models.registry).
+OFFICIAL_VIDEO_MODELS = official_video_model_names()
 
 
 class WeightRegion(StrEnum):
@@ -48,7 +49,7 @@ class PredictConfig(StrictConfig):
     data_dir: Optional[Path] = None
     filepaths: Optional[Path] = None
     checkpoint: Optional[Path] = None
-    model_name: ModelName = "time_distributed"
+    model_name: ModelName = DEFAULT_VIDEO_MODEL
     gpus: Optional[int] = Field(None, ge=0)
     num_workers: int = Field(3, ge=0)
     batch_size: int = Field(2, gt=0)
@@ -123,7 +124,7 @@ class TrainConfig(StrictConfig):
     data_dir: Optional[Path] = None
     checkpoint: Optional[Path] = None
     scheduler_config: Optional[Union[SchedulerConfig, str]] = "default"
-    model_name: ModelName = "time_distributed"
+    model_name: ModelName = DEFAULT_VIDEO_MODEL
     dry_run: Union[bool, int] = False
     batch_size: int = Field(2, gt=0)
     auto_lr_find: bool = False
@@ -179,9 +180,11 @@ class TrainConfig(StrictConfig):
     @field_validator("loggers")
     @classmethod
     def _known_loggers(cls, value: list[str]) -> list[str]:
+        from kifaru.train.lightning_steps import LOGGERS
+
         for name in value:
-            if name not in ("tensorboard", "csv"):
-                raise ValueError(f"unknown logger '{name}'{did_you_mean(name, {'tensorboard', 'csv'})}; valid: tensorboard, csv")
+            if name not in LOGGERS:
+                raise ValueError(f"unknown logger '{name}'{did_you_mean(name, set(LOGGERS))}; valid: {', '.join(LOGGERS)}")
         return value
 
     @model_validator(mode="after")

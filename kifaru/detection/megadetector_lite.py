@@ -8,7 +8,8 @@ then non-maximum suppression at ``nms_threshold``; boxes come back relative to t
 
 On the CPU the network runs in ONNX Runtime when it is installed (about twice PyTorch's speed
 here), from an ONNX export made once per machine and kept in the model cache only after its
-outputs were checked against PyTorch's; on CUDA/MPS, or without ONNX Runtime, it runs in PyTorch.
+outputs were checked against PyTorch's (kifaru.detection.onnx_networks); on CUDA/MPS, without ONNX
+Runtime, or after a failed export, it runs in PyTorch (kifaru.runtime.choice, the classifiers' rule).
 Frames are processed in chunks of a few, one chunk per core at a time, and for frames that leave
 black rows below them (16:9 in a square input) ONNX Runtime skips those rows in the early layers
 (kifaru.detection.banded), which gives the same outputs in less time.
@@ -17,39 +18,32 @@ black rows below them (16:9 in a square input) ONNX Runtime skips those rows in 
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import math
-import os
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
-from kifaru.device import check_device, usable_cores
-from kifaru.files import atomic_write
-from kifaru.memory import release_freed_memory
 from kifaru.models.registry import MEGADETECTOR_LITE, ModelEntry
-from kifaru.models.weights import model_cache_dir, resolve_weights
-from kifaru.notices import notify
+from kifaru.models.weights import resolve_weights
+from kifaru.runtime.choice import AUTO, DETECTOR_RUNTIME_ENV, RUNTIMES, choose_runtime, requested_runtime, runtime_name
+from kifaru.runtime.device import check_device, usable_cores
+
+if TYPE_CHECKING:
+    from kifaru.detection.onnx_networks import OnnxNetworks
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "onnxruntime", "torch")
+__all__ = ["RUNTIMES", "FrameDetections", "MegadetectorLite", "export_before_workers", "load_megadetector_lite"]
 # Frames per network call on the CPU (larger batches stop paying off: cache pressure). On the CPU,
 # each core runs its own calls single-threaded: on 2 cores that is ~15% faster than one call on
 # two threads, whose threads wait for each other at every layer.
 CPU_BATCH = 4
-# How far ONNX Runtime may differ from PyTorch on the probe images before it is not used.
-_MAX_PROB_DIFF = 1e-4
-_MAX_BOX_DIFF_PX = 0.05
-
-
 # Picture heights are rounded up to this many input rows, so that a handful of banded networks
 # serve every frame size (each is exported once per machine).
 BAND_STEP = 32
@@ -72,6 +66,17 @@ class FrameDetections:
     def score(self) -> float:
         """The frame's score: its highest detection score, 0 when nothing was found."""
         return float(self.scores.max()) if len(self.scores) else 0.0
+
+    def score_at(self, confidence: float) -> float:
+        """The frame's score as a detector run at ``confidence`` gives it: its highest detection
+        score if that reaches ``confidence``, else 0 (boxes kept below it do not count)."""
+        score = self.score
+        return score if score >= confidence else 0.0
+
+    def above(self, threshold: float) -> "FrameDetections":
+        """Only the detections scoring at least ``threshold``."""
+        keep = self.scores >= threshold
+        return FrameDetections(self.boxes[keep], self.scores[keep])
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -154,24 +159,32 @@ class MegadetectorLite:
     """The detector network on one device. Use :func:`load_megadetector_lite` to share one per process."""
 
     def __init__(
-        self, weights: Path, device: str = "cpu", runtime: str = "auto", weights_sha256: Optional[str] = None
+        self, weights: Path, device: str = "cpu", runtime: str = AUTO, weights_sha256: Optional[str] = None
     ) -> None:
-        """``weights_sha256``: the file's sha256 when already known (it names the ONNX export)."""
-        if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        """``runtime``: one of RUNTIMES ("auto": ONNX Runtime on the CPU where it works, else
+        PyTorch; "torch" is "pytorch"), ConfigError otherwise; the environment is not read here
+        (see :func:`load_megadetector_lite`). ``weights_sha256``: the file's sha256 when already
+        known (it names the ONNX export)."""
+        requested = runtime_name(runtime)
         self.weights = Path(weights)
         self.device = device
         self._torch_model: Any = None
         self._torch_lock = threading.Lock()
-        self._onnx: Optional[_OnnxNetworks] = None
+        self._onnx: Optional[OnnxNetworks] = None
         self._pool = None
-        self.runtime = "torch"
-        if device == "cpu" and runtime in ("auto", "onnxruntime"):
-            self._onnx = _OnnxNetworks.load(self.torch_model, self.weights, weights_sha256, required=runtime == "onnxruntime")
+
+        def load_onnx() -> None:
+            from kifaru.detection.onnx_networks import OnnxNetworks
+
+            self._onnx = OnnxNetworks.load(self.torch_model, self.weights, weights_sha256)
+
+        self.runtime_choice = choose_runtime(requested, device, prepare=load_onnx)
+        self.runtime = self.runtime_choice.runtime  # "onnxruntime" or "pytorch"
+        if self.runtime_choice.fallback_reason:
+            log.warning("ONNX Runtime cannot run the detector (%s); using PyTorch", self.runtime_choice.fallback_reason)
         if self._onnx is None:
             self.torch_model()  # a damaged file fails here, not at the first frame
         else:
-            self.runtime = "onnxruntime"
             # Single-threaded ONNX Runtime calls run concurrently, one per core.
             self._cores = usable_cores()
             self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="megadetector-lite")
@@ -279,173 +292,20 @@ def load_megadetector_lite(
 
     ``weights`` None: the model cache (fetched on first use) or ``KIFARU_MEGADETECTOR_LITE_WEIGHTS``.
     ``device`` None: CUDA, then MPS, then the CPU. ``runtime`` "auto": ONNX Runtime on the CPU
-    when installed, else PyTorch; env ``KIFARU_DETECTOR_RUNTIME`` overrides "auto". A device
-    that is not here is a ConfigError, before any weights are fetched.
+    when installed, else PyTorch; env ``KIFARU_DETECTOR_RUNTIME`` (auto, onnxruntime, pytorch
+    or torch) overrides "auto". A device that is not here is a ConfigError, before any weights
+    are fetched.
     """
     device = check_device(device, "megadetector_lite_config.device")
+    runtime = requested_runtime(DETECTOR_RUNTIME_ENV, runtime)
     path = resolve_weights(entry, weights)
-    if runtime == "auto":
-        runtime = os.environ.get("KIFARU_DETECTOR_RUNTIME", "auto")
     # resolve_weights checked the file against the registry: its sha256 is the entry's.
     return _load(path.resolve(), device, runtime, entry.weights_sha256)
 
 
-def _probe_batch() -> np.ndarray:
-    """Two images with structure at every scale, to compare runtimes on."""
-    rng = np.random.default_rng(0)
-    noise = rng.uniform(0, 255, (3, 640, 640))
-    yy, xx = np.mgrid[0:640, 0:640]
-    rings = 127.5 + 127.5 * np.sin(np.hypot(yy - 250, xx - 300) / 9.0)
-    return np.stack([noise, np.broadcast_to(rings, (3, 640, 640))]).astype(np.float32)
-
-
-_UNMADE = object()
-
-
-class _OnnxNetworks:
-    """The network in ONNX Runtime: the full one, and banded ones (see kifaru.detection.banded)
-    made on first use for each picture height, every one exported once per machine into the model
-    cache and kept only if its outputs agree with PyTorch's."""
-
-    def __init__(self, torch_model: Callable[[], Any], onnx_stem: Path, onnxruntime) -> None:
-        self._torch_model = torch_model  # builds the PyTorch network when an export is needed
-        self._stem = onnx_stem
-        self._onnxruntime = onnxruntime
-        self._options = onnxruntime.SessionOptions()
-        self._options.intra_op_num_threads = 1
-        self._options.inter_op_num_threads = 1
-        self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._sessions: dict[int, Any] = {}  # input rows -> session (None: that band failed)
-        self._lock = threading.Lock()
-
-    @classmethod
-    def load(cls, torch_model: Callable[[], Any], weights: Path, weights_sha256: Optional[str], required: bool) -> Optional["_OnnxNetworks"]:
-        """The full network's session ready, or None (with the reason logged) when unavailable."""
-        try:
-            import onnxruntime
-        except ImportError:
-            if required:
-                raise
-            log.info("onnxruntime is not installed; the detector runs in PyTorch")
-            return None
-        from kifaru.models.download import sha256_of
-
-        networks = cls(torch_model, _onnx_stem(weights, weights_sha256 or sha256_of(weights)), onnxruntime)
-        try:
-            networks._sessions[0] = networks._session(0)
-        except Exception as error:  # any exporter/runtime failure: PyTorch still works
-            if required:
-                raise
-            log.warning("ONNX Runtime cannot run the detector (%s); using PyTorch", error)
-            return None
-        return networks
-
-    def run(self, batch: np.ndarray, content_rows: Optional[int]) -> np.ndarray:
-        rows = band_rows(content_rows, batch.shape[2]) if content_rows else batch.shape[2]
-        # Banded networks are made for the usual 640x640 input only (zamba's default).
-        if rows < batch.shape[2] and batch.shape[2:] == (640, 640):
-            session = self._sessions.get(rows, _UNMADE)
-            if session is _UNMADE:
-                with self._lock:
-                    session = self._sessions.get(rows, _UNMADE)
-                    if session is _UNMADE:
-                        session = self._sessions[rows] = self._banded_session(rows)
-            if session is not None:
-                return session.run(None, {"images": np.ascontiguousarray(batch[:, :, :rows])})[0]
-        return self._sessions[0].run(None, {"images": batch})[0]
-
-    def _banded_session(self, rows: int):
-        try:
-            return self._session(rows)
-        except Exception as error:  # the full network still works
-            log.warning("the banded detector network for %d rows is unavailable (%s); using the full one", rows, error)
-            return None
-
-    def _session(self, rows: int):
-        """rows 0: the full network; else the banded one taking that many input rows."""
-        path = _onnx_path(self._stem, rows)
-        if not path.is_file():
-            _notify_export(rows)
-            _export_checked(self._torch_model(), rows, path, self._onnxruntime, self._options)
-        session = self._onnxruntime.InferenceSession(str(path), self._options, providers=["CPUExecutionProvider"])
-        release_freed_memory()  # the buffers ONNX Runtime used to build it
-        return session
-
-
-def _onnx_stem(weights: Path, weights_sha256: str) -> Path:
-    return model_cache_dir() / "onnx" / f"{weights.stem}-{weights_sha256[:12]}"
-
-
-def _onnx_path(stem: Path, rows: int) -> Path:
-    """rows 0: the full network's export; else the banded one taking that many input rows."""
-    return stem.with_name(stem.name + (f"-rows{rows}" if rows else "") + ".onnx")
-
-
-def _notify_export(rows: int) -> None:
-    what = f"its network for pictures {rows} input rows high" if rows else "the network"
-    notify(f"MegadetectorLite: exporting {what} to ONNX Runtime (once per machine, a few seconds)")
-
-
 def export_before_workers(weights: Path, weights_sha256: str, device: str) -> None:
-    """Make the full network's ONNX export once, here, before worker processes that each load the
-    detector start: each would otherwise export it itself, all at the same time, and unseen (no
-    one listens to a worker's notices). The export runs in a child process, so that this one does
-    not load PyTorch. Nothing happens on a GPU, without ONNX Runtime, or with the export made; a
-    failed export is left to the workers, which fall back to PyTorch and say why."""
-    runtime = os.environ.get("KIFARU_DETECTOR_RUNTIME", "auto")
-    if device != "cpu" or runtime == "torch" or _onnx_path(_onnx_stem(Path(weights), weights_sha256), 0).is_file():
-        return
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return
-    from kifaru.processes import run_in_child
+    """Make the full network's ONNX export once, before worker processes that each load the
+    detector start (see kifaru.detection.onnx_networks.export_before_workers)."""
+    from kifaru.detection import onnx_networks
 
-    _notify_export(0)
-    # A failure is not reported here: each worker tries again and falls back to PyTorch, saying why.
-    run_in_child(MegadetectorLite, Path(weights), "cpu", "onnxruntime", weights_sha256)
-
-
-def _export_checked(model, rows: int, onnx_path: Path, onnxruntime, options) -> None:
-    """Export to ONNX and keep the file only if its outputs agree with PyTorch's on probe images
-    (``rows``: 0 for the full network, else a banded one, probed with images black below ``rows``)."""
-    import torch
-
-    from kifaru.detection.banded import BandedYOLOX
-
-    probe = _probe_batch()
-    if rows:
-        probe[:, :, rows:] = 0
-        network = BandedYOLOX(model, rows).eval()
-    else:
-        network = model
-    network_input = np.ascontiguousarray(probe[:, :, : rows or None])
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter announces its own deprecation
-        _export(network, network_input, buffer, dynamic_size=not rows)
-    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    got = session.run(None, {"images": network_input})[0]
-    with torch.inference_mode():
-        expected = model(torch.from_numpy(probe)).numpy()
-    prob_diff = float(np.abs(got[..., 4:] - expected[..., 4:]).max())
-    box_diff = float(np.abs(got[..., :4] - expected[..., :4]).max())
-    if prob_diff > _MAX_PROB_DIFF or box_diff > _MAX_BOX_DIFF_PX:
-        raise RuntimeError(f"its outputs differ from PyTorch's (scores by {prob_diff:.2g}, boxes by {box_diff:.2g} px)")
-    with atomic_write(onnx_path) as out:
-        out.write(buffer.getvalue())
-
-
-def _export(network, probe: np.ndarray, buffer: io.BytesIO, dynamic_size: bool) -> None:
-    import torch
-
-    torch.onnx.export(
-        network,
-        torch.from_numpy(probe[:1]),
-        buffer,
-        input_names=["images"],
-        output_names=["detections"],
-        dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    onnx_networks.export_before_workers(weights, weights_sha256, device)

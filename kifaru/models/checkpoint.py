@@ -7,7 +7,8 @@ TimeDistributedEfficientNet. kifaru writes its own checkpoints in the same form 
 each side reads the other's.
 
 Reading never runs code from the file: it is loaded with ``weights_only=True``, Lightning's
-``AttributeDict`` read as a plain dict.
+``AttributeDict`` read as a plain dict. The model classes (how each is built and fed) are declared
+in kifaru.models.model_classes.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from torch import nn
 from kifaru.config.base import did_you_mean
 from kifaru.exceptions import CheckpointError
 from kifaru.models.checkpoint_info import ATTRIBUTE_DICTS, VideoModelCheckpoint, checked_checkpoint
+from kifaru.models.model_classes import is_known, model_class_names
+from kifaru.models.model_classes import model_class as get_model_class
 
-__all__ = ["VideoModelCheckpoint", "model_from_checkpoint", "read_checkpoint", "register_model_class", "write_checkpoint"]
+__all__ = ["VideoModelCheckpoint", "model_from_checkpoint", "read_checkpoint", "write_checkpoint"]
 
 # What kifaru writes as "pytorch-lightning_version" (zamba's loader requires the key).
 LIGHTNING_VERSION = "2.5.0"
@@ -104,78 +107,23 @@ def normalize_keys(state_dict: dict[str, torch.Tensor], expected: set[str]) -> d
     return out
 
 
-# model_class -> builder(checkpoint hyper_parameters, species count) -> nn.Module
-_BUILDERS: dict[str, Callable[[dict, int], nn.Module]] = {}
-# model_class -> its input transform: uint8 frames (batch, T, H, W, 3) -> what its forward takes
-_TRANSFORMS: dict[str, Callable[[torch.Tensor], Any]] = {}
-
-
-def register_model_class(
-    name: str, builder: Callable[[dict, int], nn.Module], to_input: Optional[Callable[[torch.Tensor], Any]] = None
-) -> None:
-    _BUILDERS[name] = builder
-    if to_input is not None:
-        _TRANSFORMS[name] = to_input
-
-
 def _unknown_model_class(path: Path, model_class: str) -> CheckpointError:
-    hint = did_you_mean(model_class, list(_BUILDERS))
-    return CheckpointError(
-        path, f"model_class '{model_class}' is not one kifaru knows{hint}; known: {', '.join(sorted(_BUILDERS))}"
-    )
+    names = model_class_names()
+    hint = did_you_mean(model_class, names)
+    return CheckpointError(path, f"model_class '{model_class}' is not one kifaru knows{hint}; known: {', '.join(names)}")
 
 
 def input_transform(model_class: str) -> Callable[[torch.Tensor], Any]:
     """The function that turns a batch of uint8 clips into ``model_class``'s input."""
-    return _TRANSFORMS[model_class]
-
-
-def _build_time_distributed(hparams: dict, num_classes: int) -> nn.Module:
-    from kifaru.models.time_distributed import TimeDistributedEfficientNet
-
-    # backbone_name: kifaru's own checkpoints of another timm backbone (zamba's are all the default).
-    return TimeDistributedEfficientNet(num_classes, num_frames=int(hparams.get("num_frames", 16)), backbone_name=hparams.get("backbone_name"))
-
-
-def _time_distributed_input(frames: torch.Tensor) -> torch.Tensor:
-    from kifaru.models.time_distributed import frames_to_input
-
-    return frames_to_input(frames)
-
-
-register_model_class("TimeDistributedEfficientNet", _build_time_distributed, _time_distributed_input)
-
-
-def _build_slowfast(hparams: dict, num_classes: int) -> nn.Module:
-    from kifaru.models.slowfast import SlowFast
-
-    # zamba's defaults for the fields a checkpoint may lack.
-    return SlowFast(
-        num_classes,
-        backbone_mode=hparams.get("backbone_mode", "train"),
-        post_backbone_dropout=hparams.get("post_backbone_dropout"),
-        head_dropout_rate=hparams.get("head_dropout_rate"),
-        head_hidden_layer_sizes=hparams.get("head_hidden_layer_sizes"),
-        output_with_global_average=hparams.get("output_with_global_average", True),
-    )
-
-
-def _slowfast_input(frames: torch.Tensor) -> list[torch.Tensor]:
-    from kifaru.models.slowfast import frames_to_input
-
-    return frames_to_input(frames)
-
-
-register_model_class("SlowFast", _build_slowfast, _slowfast_input)
+    return get_model_class(model_class).to_input
 
 
 def model_from_checkpoint(checkpoint: VideoModelCheckpoint) -> nn.Module:
     """The network with the checkpoint's weights, in eval mode. Every tensor must match."""
-    builder = _BUILDERS.get(checkpoint.model_class)
-    if builder is None:
+    if not is_known(checkpoint.model_class):
         raise _unknown_model_class(checkpoint.path, checkpoint.model_class)
     try:
-        model = builder(checkpoint.hyper_parameters, len(checkpoint.species))
+        model = get_model_class(checkpoint.model_class).build(checkpoint.hyper_parameters, len(checkpoint.species))
     except (ValueError, TypeError) as error:  # hyper_parameters a builder cannot use
         raise CheckpointError(checkpoint.path, f"its hyper_parameters do not describe a {checkpoint.model_class} ({error})") from error
     expected = model.state_dict()

@@ -8,33 +8,33 @@ The network is exported once per checkpoint (by its sha256) into the model cache
 the per-frame EfficientNet and the head that joins the frames. The export runs in a child
 process, so that PyTorch is loaded there and not here, and the files are kept only if the
 exported network's logits agree with PyTorch's on a natural-looking probe clip (see
-:func:`check_export`).
+:func:`check_export`); kifaru.runtime.onnx does the exporting, checking and caching, as for the
+detector.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from kifaru.device import usable_cores
-from kifaru.files import atomic_write
-from kifaru.memory import release_freed_memory
 from kifaru.models.checkpoint_info import VideoModelCheckpoint
+from kifaru.models.model_classes import TIME_DISTRIBUTED_EFFICIENTNET
 from kifaru.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 from kifaru.notices import notify
 from kifaru.progress import format_duration
-from kifaru.processes import run_in_child
+from kifaru.runtime import onnx
+from kifaru.runtime.device import usable_cores
+from kifaru.runtime.memory import release_freed_memory
 
 log = logging.getLogger(__name__)
 
-MODEL_CLASS = "TimeDistributedEfficientNet"
+# The one model class this module exports (SlowFast runs in PyTorch).
+MODEL_CLASS = TIME_DISTRIBUTED_EFFICIENTNET.name
 # Frames per call: each core runs its own single-threaded calls (as for the detector); a few
 # frames per call keep the activations small (memory) at no cost in speed.
 FRAMES_PER_CALL = 4
@@ -56,9 +56,8 @@ _MAX_RELATIVE_LOGIT_DIFF = 1e-3
 
 
 def onnx_stem(checkpoint_sha256: str, cache_dir: Optional[Path] = None) -> Path:
-    from kifaru.models.weights import model_cache_dir
-
-    return model_cache_dir(cache_dir) / "onnx" / f"time_distributed-{checkpoint_sha256[:16]}"
+    """Where the checkpoint's two graphs go (without their suffixes), in the model cache."""
+    return onnx.export_stem("time_distributed", checkpoint_sha256, cache_dir)
 
 
 def _paths(stem: Path) -> tuple[Path, Path]:
@@ -79,18 +78,12 @@ class OnnxTimeDistributed:
     device = "cpu"
 
     def __init__(self, checkpoint: VideoModelCheckpoint, stem: Path) -> None:
-        import onnxruntime
-
         self.species = list(checkpoint.species)
         self.model_class = checkpoint.model_class
         self.num_frames = int(checkpoint.hyper_parameters.get("num_frames", 16))
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         frames_path, head_path = _paths(stem)
-        self._frames = onnxruntime.InferenceSession(str(frames_path), options, providers=["CPUExecutionProvider"])
-        self._head = onnxruntime.InferenceSession(str(head_path), options, providers=["CPUExecutionProvider"])
+        self._frames = onnx.session(frames_path, single_threaded=True)
+        self._head = onnx.session(head_path, single_threaded=True)
         release_freed_memory()  # building the sessions leaves ~250 MB of freed buffers behind
         self._pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix="classifier")
 
@@ -145,7 +138,7 @@ def load_onnx_time_distributed(
 def ensure_export(checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, cache_dir: Optional[Path] = None) -> Path:
     """The stem of the checkpoint's checked ONNX export in the cache, exported now if missing."""
     stem = onnx_stem(checkpoint_sha256, cache_dir)
-    if not all(path.is_file() for path in _paths(stem)):
+    if not onnx.is_exported(_paths(stem)):
         notify(f"{checkpoint.path.name}: exporting the network to ONNX Runtime (once per checkpoint, up to a minute or two)")
         started = time.monotonic()
         export_in_child_process(checkpoint.path, stem)
@@ -155,7 +148,7 @@ def ensure_export(checkpoint: VideoModelCheckpoint, checkpoint_sha256: str, cach
 
 def export_in_child_process(checkpoint_path: Path, stem: Path) -> None:
     """Export (and check) in a spawned process; RuntimeError with the child's reason on failure."""
-    problem = run_in_child(export_checked, Path(checkpoint_path), Path(stem), name="the export process")
+    problem = onnx.export_in_child(export_checked, Path(checkpoint_path), Path(stem))
     if problem is not None:
         raise RuntimeError(problem)
 
@@ -169,69 +162,62 @@ def export_checked(checkpoint_path: Path, stem: Path) -> None:
     if checkpoint.model_class != MODEL_CLASS:
         raise ValueError(f"{checkpoint_path} holds a {checkpoint.model_class}, not a {MODEL_CLASS}")
     model = model_from_checkpoint(checkpoint)
-    frames_graph, head_graph = export_graphs(model)
-    check_export(model, frames_graph, head_graph)
-    frames_path, head_path = _paths(stem)
-    for path, graph in ((head_path, head_graph), (frames_path, frames_graph)):  # frames last: it marks completion
-        with atomic_write(path) as out:
-            out.write(graph)
+    onnx.export_checked(list(zip(_paths(stem), _graphs(model))), _verification(model))
+
+
+def _graphs(model: Any) -> tuple[onnx.Graph, onnx.Graph]:
+    """A TimeDistributedEfficientNet as two graphs: the per-frame network (any number of frames,
+    any height and width), and the head (any number of clips)."""
+    frames_example = frames_to_input(probe_clip(2, *_EXAMPLE_SIZE)[None])
+    features_example = np.zeros((1, model.num_frames, model.classifier[0].in_features), np.float32)
+    return (
+        onnx.Graph(model.base.module, frames_example, "frames", "features", {0: "frames", 2: "height", 3: "width"}),
+        onnx.Graph(model.classifier, features_example, "features", "logits", {0: "clips"}),
+    )
 
 
 def export_graphs(model: Any) -> tuple[bytes, bytes]:
-    """A TimeDistributedEfficientNet as two ONNX graphs: the per-frame network, the head."""
-    import torch
-
-    frames_graph, head_graph = io.BytesIO(), io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter announces its own deprecation
-        frames_example = torch.from_numpy(frames_to_input(probe_clip(2, *_EXAMPLE_SIZE)[None]))
-        _export(model.base.module, frames_example, "frames", "features", {0: "frames", 2: "height", 3: "width"}, frames_graph)
-        features_example = torch.zeros((1, model.num_frames, model.classifier[0].in_features))
-        _export(model.classifier, features_example, "features", "logits", {0: "clips"}, head_graph)
-    return frames_graph.getvalue(), head_graph.getvalue()
+    """A TimeDistributedEfficientNet as two ONNX graphs, unchecked: the per-frame network, the head."""
+    frames_graph, head_graph = (onnx.export_graph(graph) for graph in _graphs(model))
+    return frames_graph, head_graph
 
 
 def check_export(model: Any, frames_graph: bytes, head_graph: bytes) -> None:
-    """RuntimeError unless the two graphs give the PyTorch ``model``'s logits on the probe clip,
-    with the input transform the ONNX classifier uses, to within float32 rounding."""
-    import onnxruntime
+    """OnnxExportError (a RuntimeError) unless the two graphs give the PyTorch ``model``'s logits
+    on the probe clip, with the input transform the ONNX classifier uses, to within float32 rounding."""
+    onnx.verify([onnx.session(frames_graph), onnx.session(head_graph)], _verification(model))
+
+
+def _verification(model: Any) -> onnx.Verification:
+    """The check of an export: logits on a natural-looking probe clip of _PROBE_SIZE, compared
+    relative to their scale (_MAX_RELATIVE_LOGIT_DIFF)."""
     import torch
 
     from kifaru.models.time_distributed import frames_to_input as torch_frames_to_input
 
-    probe = probe_clip(model.num_frames, *_PROBE_SIZE)[None]
-    with torch.inference_mode():
-        expected = model.eval()(torch_frames_to_input(torch.from_numpy(probe))).double().numpy()
+    def expected(probe: np.ndarray) -> np.ndarray:
+        return model.eval()(torch_frames_to_input(torch.from_numpy(probe))).double().numpy()
+
+    def got(sessions: Sequence[Any], probe: np.ndarray) -> np.ndarray:
+        frames_session, head_session = sessions
+        features = frames_session.run(None, {"frames": frames_to_input(probe)})[0].reshape(1, model.num_frames, -1)
+        return head_session.run(None, {"features": features})[0].astype(np.float64)
+
+    return onnx.Verification(probe_clip(model.num_frames, *_PROBE_SIZE)[None], expected, got, _compare_logits)
+
+
+def _compare_logits(got: np.ndarray, expected: np.ndarray) -> Optional[str]:
     if not np.isfinite(expected).all():
-        raise RuntimeError("PyTorch's own logits on a natural-looking probe clip are not finite (inf or nan): the checkpoint's weights are broken")
-    options = onnxruntime.SessionOptions()
-    frames_session = onnxruntime.InferenceSession(frames_graph, options, providers=["CPUExecutionProvider"])
-    head_session = onnxruntime.InferenceSession(head_graph, options, providers=["CPUExecutionProvider"])
-    features = frames_session.run(None, {"frames": frames_to_input(probe)})[0].reshape(1, model.num_frames, -1)
-    got = head_session.run(None, {"features": features})[0].astype(np.float64)
+        return "PyTorch's own logits on a natural-looking probe clip are not finite (inf or nan): the checkpoint's weights are broken"
     if got.shape != expected.shape:
-        raise RuntimeError(f"the exported network gives logits of shape {got.shape}, PyTorch {expected.shape}")
+        return f"the exported network gives logits of shape {got.shape}, PyTorch {expected.shape}"
     if not np.isfinite(got).all():
-        raise RuntimeError("the exported network's logits on the probe clip are not finite (inf or nan) where PyTorch's are")
+        return "the exported network's logits on the probe clip are not finite (inf or nan) where PyTorch's are"
     scale = max(1.0, float(np.abs(expected).max()))
     difference = float(np.abs(got - expected).max())
     if difference > _MAX_RELATIVE_LOGIT_DIFF * scale:
-        raise RuntimeError(
+        return (
             f"the exported network's logits differ from PyTorch's by {difference:.3g} on a probe clip "
             f"(allowed: {_MAX_RELATIVE_LOGIT_DIFF:g} x {scale:.3g}, float32 rounding)"
         )
-
-
-def _export(module: Any, example: Any, input_name: str, output_name: str, dynamic: dict, out: io.BytesIO) -> None:
-    import torch
-
-    torch.onnx.export(
-        module.eval(),
-        (example,),
-        out,
-        input_names=[input_name],
-        output_names=[output_name],
-        dynamic_axes={input_name: dynamic},
-        opset_version=17,
-        dynamo=False,
-    )
+    return None

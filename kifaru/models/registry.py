@@ -5,6 +5,9 @@ known, its sha256) and its license/credit; a video model's entry also carries it
 species, frame count, default ``video_loader_config`` and zamba's published validation figures.
 So nothing is kept in sync by hand across tables. ``get_model_entry`` fails loudly, listing the
 valid names.
+
+It imports nothing of kifaru's configs or of PyTorch (the configs check model names against it):
+loading the registry does no I/O and no heavy import.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import copy
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Protocol
 
-from kifaru.config.base import did_you_mean
-from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
+from kifaru.models.model_classes import SLOWFAST as SLOWFAST_CLASS
+from kifaru.models.model_classes import TIME_DISTRIBUTED_EFFICIENTNET
+
+if TYPE_CHECKING:
+    from kifaru.config.video import VideoLoaderConfig
 
 
 class WeightsSource(Protocol):
@@ -128,6 +134,8 @@ def get_model_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
+        from kifaru.config.base import did_you_mean
+
         hint = did_you_mean(name, _REGISTRY)
         raise ConfigError(
             f"unknown model '{name}'{hint}; known models: {', '.join(sorted(_REGISTRY))}"
@@ -152,8 +160,10 @@ class VideoModelEntry(ModelEntry):
     published_metrics: tuple[tuple[str, float], ...]  # zamba's val_metrics.json, rounded
     default_for_model_class: bool = False  # the defaults zamba uses for a user checkpoint of that class
 
-    def default_video_loader_config(self) -> VideoLoaderConfig:
+    def default_video_loader_config(self) -> "VideoLoaderConfig":
         """A validated copy of this model's default ``video_loader_config``."""
+        from kifaru.config.video import VideoLoaderConfig
+
         return VideoLoaderConfig.model_validate(copy.deepcopy(dict(self.video_loader_config)))
 
     @property
@@ -167,8 +177,16 @@ def list_video_models() -> list[VideoModelEntry]:
     return [entry for entry in list_models() if isinstance(entry, VideoModelEntry)]
 
 
+def official_video_model_names() -> tuple[str, ...]:
+    """The official video models' names, in the order they are declared (time_distributed first:
+    zamba's default)."""
+    return tuple(entry.name for entry in _REGISTRY.values() if isinstance(entry, VideoModelEntry))
+
+
 def video_model_entry(name: str) -> VideoModelEntry:
     """The registry entry of an official video model; ``ConfigError`` naming the valid ones."""
+    from kifaru.config.base import did_you_mean
+
     names = [entry.name for entry in list_video_models()]
     entry = _REGISTRY.get(name)
     if not isinstance(entry, VideoModelEntry):
@@ -298,7 +316,7 @@ TIME_DISTRIBUTED = _official_video_model(
     "time_distributed",
     "time_distributed_1d483fc723.ckpt",
     description="zamba's default species classifier: EfficientNetV2 on each of 16 frames, 32 classes of central and west African wildlife",
-    model_class="TimeDistributedEfficientNet",
+    model_class=TIME_DISTRIBUTED_EFFICIENTNET.name,
     species=_CENTRAL_AFRICAN_SPECIES,
     num_frames=16,
     video_loader_config=_zamba_loader_config(fps=4.0, frames=16, detector_size=640, frame_batch_size=24),
@@ -310,7 +328,7 @@ EUROPEAN = _official_video_model(
     "european",
     "european_0a80dc77bf.ckpt",
     description="time_distributed fine-tuned on 11 classes of western European wildlife",
-    model_class="TimeDistributedEfficientNet",
+    model_class=TIME_DISTRIBUTED_EFFICIENTNET.name,
     species=_EUROPEAN_SPECIES,
     num_frames=16,
     video_loader_config=_zamba_loader_config(fps=4.0, frames=16, detector_size=416),
@@ -321,7 +339,7 @@ BLANK_NONBLANK = _official_video_model(
     "blank_nonblank",
     "blank_nonblank_48f9e5a8fc.ckpt",
     description="time_distributed trained to tell blank videos from videos with an animal (one output: blank)",
-    model_class="TimeDistributedEfficientNet",
+    model_class=TIME_DISTRIBUTED_EFFICIENTNET.name,
     species=("blank",),
     num_frames=16,
     video_loader_config=_zamba_loader_config(fps=4.0, frames=16, detector_size=640, frame_batch_size=24),
@@ -332,7 +350,7 @@ SLOWFAST = _official_video_model(
     "slowfast",
     "slowfast_3c9d5d0c72.ckpt",
     description="SlowFast R50 on 32 frames, the 32 classes of time_distributed",
-    model_class="SlowFast",
+    model_class=SLOWFAST_CLASS.name,
     species=_CENTRAL_AFRICAN_SPECIES,
     num_frames=32,
     video_loader_config=_zamba_loader_config(fps=8.0, frames=32, detector_size=416),
@@ -340,3 +358,6 @@ SLOWFAST = _official_video_model(
     published_metrics=(("top-1 accuracy", 0.574), ("macro-F1", 0.489)),
     default_for_model_class=True,
 )
+
+# The model ``model_name`` means where a config leaves it out (zamba's default).
+DEFAULT_VIDEO_MODEL = TIME_DISTRIBUTED.name

@@ -1,45 +1,27 @@
 """A checkpoint's network ready to predict: clips of uint8 frames in, one probability per species out.
 
-:func:`load_classifier` picks the runtime: ONNX Runtime for TimeDistributedEfficientNet on the CPU
-(kifaru.models.onnx_classifier), PyTorch otherwise. Env ``KIFARU_CLASSIFIER_RUNTIME`` = ``torch``
-or ``onnxruntime`` overrides the choice. The classifier says which runtime runs it and, after a
-fallback to PyTorch, why (``runtime_choice``): a fallback costs half the speed, so the user must hear.
+:func:`load_classifier` picks the runtime by kifaru.runtime.choice's rule, the detector's too:
+ONNX Runtime for TimeDistributedEfficientNet on the CPU (kifaru.models.onnx_classifier), PyTorch
+otherwise. Env ``KIFARU_CLASSIFIER_RUNTIME`` = ``pytorch`` (or ``torch``) or ``onnxruntime``
+overrides the choice. The classifier says which runtime runs it and, after a fallback to PyTorch,
+why (``runtime_choice``): a fallback costs half the speed, so the user must hear.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from kifaru.models.checkpoint_info import VideoModelCheckpoint
+from kifaru.runtime import choice as runtimes
+from kifaru.runtime.choice import CLASSIFIER_RUNTIME_ENV, ONNXRUNTIME, PYTORCH, RuntimeChoice
+
+__all__ = ["ONNXRUNTIME", "PYTORCH", "RuntimeChoice", "VideoClassifier", "choose_runtime", "load_classifier"]
 
 log = logging.getLogger(__name__)
-
-ONNXRUNTIME = "onnxruntime"
-PYTORCH = "pytorch"
-
-
-@dataclass(frozen=True)
-class RuntimeChoice:
-    """Which runtime runs the classifier; ``fallback_reason``: why not ONNX Runtime, where it was
-    the choice and failed (None otherwise)."""
-
-    runtime: str  # ONNXRUNTIME or PYTORCH
-    fallback_reason: Optional[str] = None
-
-    def describe(self) -> str:
-        """For the user, e.g. "ONNX Runtime", "PyTorch (ONNX Runtime failed)"."""
-        name = "ONNX Runtime" if self.runtime == ONNXRUNTIME else "PyTorch"
-        return name + (" (ONNX Runtime failed)" if self.fallback_reason else "")
-
-
-def _forced_runtime() -> str:
-    return os.environ.get("KIFARU_CLASSIFIER_RUNTIME", "auto")
 
 
 def choose_runtime(
@@ -47,20 +29,15 @@ def choose_runtime(
 ) -> RuntimeChoice:
     """The runtime for the checkpoint's classifier, the ONNX export made (and checked) first where
     ONNX Runtime is the choice. With ``KIFARU_CLASSIFIER_RUNTIME=onnxruntime`` a failed export raises."""
-    forced = _forced_runtime()
-    if device != "cpu" or forced in ("torch", PYTORCH):
-        return RuntimeChoice(PYTORCH)
     from kifaru.models import onnx_classifier
 
-    if checkpoint.model_class != onnx_classifier.MODEL_CLASS:
-        return RuntimeChoice(PYTORCH)
-    try:
-        onnx_classifier.ensure_export(checkpoint, checkpoint_sha256, cache_dir)
-    except Exception as error:  # PyTorch still works (and names a damaged checkpoint clearly)
-        if forced == ONNXRUNTIME:
-            raise
-        return RuntimeChoice(PYTORCH, str(error))
-    return RuntimeChoice(ONNXRUNTIME)
+    return runtimes.choose_runtime(
+        runtimes.requested_runtime(CLASSIFIER_RUNTIME_ENV),
+        device,
+        supported=checkpoint.model_class == onnx_classifier.MODEL_CLASS,
+        # PyTorch still works after a failure (and names a damaged checkpoint clearly).
+        prepare=lambda: onnx_classifier.ensure_export(checkpoint, checkpoint_sha256, cache_dir),
+    )
 
 
 def load_classifier(
@@ -80,9 +57,7 @@ def load_classifier(
         try:
             classifier = onnx_classifier.load_onnx_time_distributed(checkpoint, checkpoint_sha256, cache_dir)
         except Exception as error:  # a damaged cached export, say
-            if _forced_runtime() == ONNXRUNTIME:
-                raise
-            choice = RuntimeChoice(PYTORCH, str(error))
+            choice = runtimes.fall_back(runtimes.requested_runtime(CLASSIFIER_RUNTIME_ENV), error)
         else:
             classifier.runtime_choice = choice
             return classifier

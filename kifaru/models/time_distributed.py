@@ -20,6 +20,12 @@ from torch import nn
 from kifaru.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 BACKBONE_NAME = "efficientnetv2_rw_m"
+# Frames the backbone takes at once when predicting (eval mode, no gradients). Its activations set
+# a predicting process's peak memory: measured by benchmarks/classifier_memory.py (docs/benchmarks.md)
+# with a batch of 2 clips x 16 frames at 240x426, the peak RSS is 1652 MiB in one call, 1369 MiB
+# 8 frames at a time, 1223 MiB 4 at a time (about 975 MiB of it is PyTorch and the loaded model),
+# at no loss of speed: a convolution on 4 frames still keeps both cores busy.
+INFERENCE_FRAMES_PER_CALL = 4
 
 
 class _TimeDistributed(nn.Module):
@@ -31,7 +37,15 @@ class _TimeDistributed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, frames = x.shape[:2]
-        features = self.module(x.reshape(batch * frames, *x.shape[2:]))
+        flat = x.reshape(batch * frames, *x.shape[2:])
+        # Predicting: a few frames at a time, which bounds memory and changes nothing else, since
+        # eval-mode BatchNorm normalises each frame by its stored statistics. Training keeps every
+        # frame in one call: train-mode BatchNorm normalises over the batch, and the activations
+        # are kept for the backward pass whatever the split.
+        if self.training or torch.is_grad_enabled() or len(flat) <= INFERENCE_FRAMES_PER_CALL:
+            features = self.module(flat)
+        else:
+            features = torch.cat([self.module(part) for part in flat.split(INFERENCE_FRAMES_PER_CALL)])
         return features.reshape(batch, frames, *features.shape[1:])
 
 

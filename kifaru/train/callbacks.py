@@ -10,6 +10,7 @@ from pytorch_lightning.callbacks.finetuning import (
     BackboneFinetuning as LightningBackboneFinetuning,
 )
 
+from kifaru.notices import notify
 from kifaru.progress import format_duration
 
 
@@ -57,6 +58,6 @@ class EpochSummary(pl.Callback):
         left = ""
         if self.max_epochs:
             left = f", ~{format_duration(per_epoch * (self.max_epochs - epoch))} left at most"
-        print(f"epoch {epoch}{total}: {', '.join(parts)}; {per_epoch:.1f} s/epoch{left}", flush=True)
+        notify(f"epoch {epoch}{total}: {', '.join(parts)}; {per_epoch:.1f} s/epoch{left}")
 
 

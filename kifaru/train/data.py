@@ -2,7 +2,7 @@
 the frame cache in every epoch.
 
 :func:`cache_clips` loads each clip once (in worker processes, as predict does) into the frame
-cache and reports the clips that could not be read, which training then leaves out: a clip is
+cache and reports the clips that could not be read (their failure records), which training then leaves out: a clip is
 never trained on as zeros. :class:`CachedClips` serves the cached frames (augmented, for the
 training split) with their multi-hot targets.
 """
@@ -11,27 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from kifaru.config.video import VideoLoaderConfig
-from kifaru.failures import STAGE_FILE
-
-
-@dataclass(frozen=True)
-class ClipFailure:
-    filepath: str
-    stage: str
-    reason: str
+from kifaru.runs.records import Record
 
 
 @dataclass(frozen=True)
 class CachedFrames:
-    """Where each readable clip's frames are, and the clips that could not be read."""
+    """Where each readable clip's frames are, and the failure records of the clips that could not be read."""
 
     entries: dict[str, Path]  # filepath -> its frame cache entry
-    failures: list[ClipFailure]
+    failures: list[Record]
 
 
 def default_frame_cache_dir() -> Path:
@@ -45,46 +38,35 @@ def cache_clips(
     filepaths: Sequence[str],
     config: VideoLoaderConfig,
     num_workers: int,
-    detector_weights: Optional[Path] = None,
-    detector_device: Optional[str] = None,
-    progress: Optional[Callable[[str, Optional[ClipFailure], int, int], None]] = None,
+    detector: Any = None,
+    progress: Optional[Callable[[Record, int, int], None]] = None,
 ) -> CachedFrames:
-    """Load every clip into the frame cache (``config.cache_dir``, which must be set); clips
-    already there are read from it, not decoded again (and checked again: a cached clip without
-    the frames the model needs is a failure). ``progress(filepath, failure or None, done, total)``."""
+    """Load every clip into the frame cache (``config.cache_dir``, which must be set), a run on the
+    engine without a journal (the frame cache is what a rerun reuses): clips already there are
+    read from it, not decoded again (and checked again: a cached clip without the frames the model
+    needs is a failure). ``detector``: the run's resolved detector
+    (:func:`kifaru.runs.resolve.resolve_detector`), resolved here if not given.
+    ``progress(record, done, total)``."""
+    from kifaru.runs.backends import backend_for
+    from kifaru.runs.engine import run_items
+    from kifaru.runs.inputs import items_from
+    from kifaru.runs.resolve import resolve_detector
     from kifaru.video.cache import FrameCache
-    from kifaru.video.parallel import ClipLoader
 
     if config.cache_dir is None:
         raise ValueError("cache_clips needs a video_loader_config with cache_dir set")
     cache = FrameCache(Path(config.cache_dir), config)
-    entries: dict[str, Path] = {}
-    failures: list[ClipFailure] = []
-    todo: list[tuple[int, Path]] = []
-    for index, filepath in enumerate(filepaths):
-        path = Path(filepath)
-        if not path.is_file():
-            reason = "a folder, not a video file" if path.is_dir() else "no such file"
-            failures.append(ClipFailure(filepath, STAGE_FILE, reason))
-        else:
-            todo.append((index, path))
-    done = len(failures)
-    if todo:
-        with ClipLoader(config, num_workers, detector_weights, detector_device) as loader:
-            for result in loader.load(todo):
-                filepath = filepaths[result.index]
-                failure = None
-                if result.failed:
-                    failure = ClipFailure(filepath, str(result.failure_stage), str(result.failure_reason))
-                    failures.append(failure)
-                else:
-                    entries[filepath] = cache.entry_path(result.path)
-                done += 1
-                if progress is not None:
-                    progress(filepath, failure, done, len(filepaths))
-    order = {filepath: i for i, filepath in enumerate(filepaths)}
-    failures.sort(key=lambda failure: order[failure.filepath])
-    return CachedFrames(dict(sorted(entries.items(), key=lambda item: order[item[0]])), failures)
+    detector = detector if detector is not None else resolve_detector(config, workers=num_workers)
+
+    def pipeline(todo: Sequence[Any], finish: Callable[[Record], None]) -> None:
+        with backend_for(detector.task("frames", config), num_workers) as backend:
+            for loaded in backend.map(todo):
+                finish(loaded.record)
+
+    items = items_from(filepaths)
+    result = run_items(items, pipeline, progress=progress)
+    entries = {item.name: cache.entry_path(item.path) for item, record in zip(items, result.records) if not record.failed}
+    return CachedFrames(entries, result.failed)
 
 
 class CachedClips:

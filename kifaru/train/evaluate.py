@@ -164,7 +164,7 @@ def evaluate_holdout(
     batch_size: int,
     num_workers: int,
     device: str = "cpu",
-    detector_weights: Optional[Path] = None,
+    detector: Any = None,
     progress: Optional[Callable[..., None]] = None,
 ) -> dict[str, float]:
     """``module``'s multi-clip metrics on the holdout ``filepaths`` (with their ``targets``):
@@ -175,7 +175,7 @@ def evaluate_holdout(
     from kifaru.train.module import TrainWarning
 
     config = multi_clip_loader_config(loader, clips_per_video)
-    cached = cache_clips(filepaths, config, num_workers, detector_weights, None, progress=progress)
+    cached = cache_clips(filepaths, config, num_workers, detector, progress=progress)
     readable = [i for i, filepath in enumerate(filepaths) if filepath in cached.entries]
     entries = [cached.entries[filepaths[i]] for i in readable]
     frames_per_clip = int(loader.total_frames)

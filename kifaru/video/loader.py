@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import atexit
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,6 +20,19 @@ import numpy as np
 from kifaru.config.video import VideoLoaderConfig, resolve_cache_dir
 from kifaru.exceptions import ConfigError, DecodeError, FrameSelectionWarning, MediaError, PartialDecodeWarning
 from kifaru.video.cache import FrameCache
+from kifaru.video.detector_steps import DetectorSteps
+from kifaru.video.loaded import (  # noqa: F401 (kifaru.video.loader's names)
+    KEPT_BOX_THRESHOLD,
+    NO_FRAME,
+    ClipDetections,
+    LoadedFrames,
+    Prepared,
+    Thumbnails,
+    TileRequest,
+    average_rate,
+    detections_from_arrays,
+    detections_to_arrays,
+)
 from kifaru.video.decode import DecodedFrame, PyAVVideoSource, StreamInfo, VideoSource
 from kifaru.video.image import ImageSource
 from kifaru.video.media import is_image
@@ -29,68 +41,9 @@ from kifaru.video.selection import (
     SceneChangeScorer,
     ensure_frame_count,
     plan_by_timestamps,
-    select_by_scores,
     wanted_total_frames,
 )
 from kifaru.video.transform import Size, crop_bottom, resize_for_model, resize_for_selection, to_pix_fmt
-
-NO_FRAME = -1  # source index of a frame of zeros (nothing was selected at all)
-
-
-@dataclass
-class LoadedFrames:
-    """The frames and where each came from."""
-
-    frames: np.ndarray  # (frames, height, width, 3) uint8
-    source_indices: list[int]  # per output frame: index of the source frame (presentation order)
-    times: list[float]  # per output frame: its source frame's time in seconds
-    info: Optional[StreamInfo] = None  # None when served from the cache
-    warnings: list[str] = field(default_factory=list)
-    from_cache: bool = False
-    scores: Optional[list[float]] = None  # per output frame: its detector score (MegadetectorLite)
-
-
-@dataclass
-class Thumbnails:
-    """Which frames a config selects from a file, and an even choice of them as small RGB tiles.
-
-    What a contact sheet needs, without the selected frames themselves: see
-    :meth:`FrameLoader.load_thumbnails`.
-    """
-
-    source_indices: list[int]  # per selected frame, as in LoadedFrames
-    times: list[float]
-    frame_shape: tuple[int, int, int]  # (height, width, 3) of each selected frame, as a model sees it
-    tiles: list[np.ndarray]  # RGB, each at most max_width wide
-    tile_positions: list[int]  # each tile's place among the selected frames
-    info: Optional[StreamInfo] = None  # None when served from the cache
-    warnings: list[str] = field(default_factory=list)
-    from_cache: bool = False
-    scores: Optional[list[float]] = None
-
-    @property
-    def selected_count(self) -> int:
-        return len(self.source_indices)
-
-    @classmethod
-    def of(
-        cls, loaded: LoadedFrames, pix_fmt: str, max_count: int = MAX_TILES, max_width: int = MAX_TILE_WIDTH
-    ) -> "Thumbnails":
-        """The thumbnails of frames already loaded (in ``pix_fmt``)."""
-        positions = evenly_chosen(len(loaded.frames), max_count)
-        rgb = (lambda frame: frame[..., ::-1]) if pix_fmt == "bgr24" else (lambda frame: frame)
-        return cls(
-            source_indices=loaded.source_indices,
-            times=loaded.times,
-            frame_shape=tuple(loaded.frames.shape[1:]),
-            tiles=[to_tile(rgb(loaded.frames[p]), max_width) for p in positions],
-            tile_positions=positions,
-            info=loaded.info,
-            warnings=loaded.warnings,
-            from_cache=loaded.from_cache,
-            scores=loaded.scores,
-        )
-
 
 def open_source(path: str | Path) -> VideoSource:
     """The decoder for a file: still images through PIL, everything else through PyAV."""
@@ -101,7 +54,7 @@ def _size(height: Optional[int], width: Optional[int]) -> Optional[Size]:
     return (height, width) if height is not None and width is not None else None
 
 
-class FrameLoader:
+class FrameLoader(DetectorSteps):
     """Loads frames for one config; holds the frame cache and cleans it up on ``close()``.
 
     ``detector``: anything with MegadetectorLite's ``detect_fitted``; by default the process's
@@ -148,6 +101,8 @@ class FrameLoader:
                     times=cached["times"].tolist(),
                     from_cache=True,
                     scores=cached["scores"].tolist() if "scores" in cached else None,
+                    detections=detections_from_arrays(cached),
+                    frame_rate=float(cached["frame_rate"]) if "frame_rate" in cached else None,
                 )
         loaded = self._load_from_file(path)
         assert isinstance(loaded, LoadedFrames)
@@ -159,6 +114,8 @@ class FrameLoader:
                     "source_indices": np.asarray(loaded.source_indices, dtype=np.int64),
                     "times": np.asarray(loaded.times, dtype=np.float64),
                     **({} if loaded.scores is None else {"scores": np.asarray(loaded.scores, dtype=np.float64)}),
+                    **detections_to_arrays(loaded.detections),
+                    **({} if loaded.frame_rate is None else {"frame_rate": np.asarray(loaded.frame_rate, dtype=np.float64)}),
                 },
             )
         return loaded
@@ -177,7 +134,7 @@ class FrameLoader:
         path = Path(path)
         if self.cache is not None and path.is_file() and self.cache.get(path) is not None:
             return Thumbnails.of(self.load(path), self.config.pix_fmt, max_count, max_width)
-        thumbnails = self._load_from_file(path, _TileRequest(max_count, max_width))
+        thumbnails = self._load_from_file(path, TileRequest(max_count, max_width))
         assert isinstance(thumbnails, Thumbnails)
         return thumbnails
 
@@ -208,8 +165,8 @@ class FrameLoader:
 
     # -- pipeline ----------------------------------------------------------------------------
     def _open_and_decode(
-        self, path: Path, keep_pixels: bool = True, tiles: Optional["_TileRequest"] = None
-    ) -> tuple[VideoSource, list[str], "_Prepared", list[int]]:
+        self, path: Path, keep_pixels: bool = True, tiles: Optional["TileRequest"] = None
+    ) -> tuple[VideoSource, list[str], "Prepared", list[int]]:
         """Plan and decode a file's frames: (its closed source, notes on problems, the prepared
         frames, the plan). With ``tiles``, frames are kept only as the tiles asked for."""
         source = open_source(path)
@@ -232,14 +189,16 @@ class FrameLoader:
             return ensure_frame_count(plan, wanted_total_frames(config))
         return plan
 
-    def _load_from_file(self, path: Path, tiles: Optional["_TileRequest"] = None) -> "LoadedFrames | Thumbnails":
+    def _load_from_file(self, path: Path, tiles: Optional["TileRequest"] = None) -> "LoadedFrames | Thumbnails":
         """The selected frames (or, with ``tiles``, their thumbnails) of a file."""
         config = self.config
         source, notes, prepared, plan = self._open_and_decode(path, tiles=tiles)
         info = source.info
-        score_of, selection_note = None, None
-        if config.megadetector_lite_config is not None and not isinstance(source, ImageSource):
-            plan, score_of, selection_note = self._select_by_detector(plan, prepared)
+        score_of, selection_note, detections = None, None, None
+        if config.megadetector_lite_config is not None:
+            detections = self._scored_frames(sorted(set(plan)), prepared, info)  # a photo's boxes too, for the outputs
+            if not isinstance(source, ImageSource):  # a photo's one frame needs no choosing
+                plan, score_of, selection_note = self._select_by_detector(plan, prepared)
         damaged = sorted(prepared.damaged.intersection(plan))
         if damaged:
             notes.append(
@@ -263,7 +222,16 @@ class FrameLoader:
             notes.append(f"{path}: {selection_note}")
             warnings.warn(FrameSelectionWarning(notes[-1]), stacklevel=3)
         if tiles is None:
-            return LoadedFrames(to_pix_fmt(frames, config.pix_fmt), plan, times, info, notes, scores=scores)
+            return LoadedFrames(
+                to_pix_fmt(frames, config.pix_fmt),
+                plan,
+                times,
+                info,
+                notes,
+                scores=scores,
+                detections=detections,
+                frame_rate=None if isinstance(source, ImageSource) else average_rate(info),
+            )
         positions = evenly_chosen(len(plan), tiles.max_count)
         if plan and plan[0] != NO_FRAME:
             chosen, frame_shape = [prepared.frames[plan[p]] for p in positions], prepared.frame_shape
@@ -271,58 +239,9 @@ class FrameLoader:
             chosen, frame_shape = [to_tile(frames[p], tiles.max_width) for p in positions], frames.shape[1:]
         return Thumbnails(plan, times, frame_shape, chosen, positions, info, notes, scores=scores)
 
-    def detect(self, path: str | Path) -> "ClipDetections":
-        """The detector's findings on every frame the config samples (no selection, no cache).
-
-        Boxes are relative to the whole frame as displayed (rotation applied), even when
-        ``crop_bottom_pixels`` kept the detector from seeing the bottom rows.
-        """
-        settings = self.config.megadetector_lite_config
-        if settings is None:
-            raise ConfigError("detect needs video_loader_config.megadetector_lite_config")
-        path = Path(path)
-        source, notes, prepared, plan = self._open_and_decode(path, keep_pixels=False)
-        info = source.info
-        frames = sorted(set(plan))
-        by_index = self._detections(prepared)
-        detections = [by_index[i] for i in frames]
-        if prepared.kept_rows != 1.0:
-            scale = np.array([1.0, prepared.kept_rows, 1.0, prepared.kept_rows])
-            detections = [replace(found, boxes=found.boxes * scale) for found in detections]
-        for note in notes:
-            warnings.warn(PartialDecodeWarning(note), stacklevel=2)
-        return ClipDetections(
-            path=path,
-            is_image=isinstance(source, ImageSource),
-            frame_numbers=frames,
-            times=[float(info.timestamps[i]) for i in frames],
-            detections=detections,
-            frame_rate=_average_rate(info),
-            width=info.width,
-            height=info.height,
-            warnings=notes,
-        )
-
-    def _select_by_detector(
-        self, plan: list[int], prepared: "_Prepared"
-    ) -> tuple[list[int], dict[int, float], Optional[str]]:
-        """zamba's MegadetectorLite step: score every candidate frame, keep the chosen ones."""
-        settings = self.config.megadetector_lite_config
-        found = self._detections(prepared)  # upsampling repeats frames: each was scored once
-        score_of = {i: found[i].score for i in plan}
-        chosen, note = select_by_scores(
-            [score_of[i] for i in plan],
-            confidence=settings.confidence,
-            n_frames=settings.n_frames,
-            fill_mode=settings.fill_mode,
-            sort_by_time=settings.sort_by_time,
-            seed=settings.seed,
-        )
-        return [plan[k] for k in chosen], score_of, note
-
     def _select_and_decode(
-        self, source: VideoSource, notes: list[str], keep_pixels: bool = True, tiles: Optional["_TileRequest"] = None
-    ) -> tuple["_Prepared", list[int]]:
+        self, source: VideoSource, notes: list[str], keep_pixels: bool = True, tiles: Optional["TileRequest"] = None
+    ) -> tuple["Prepared", list[int]]:
         """The plan (source index per output frame) and the prepared frames it uses.
 
         When frames cannot be decoded, the clip is taken to end before the first of them and
@@ -330,7 +249,7 @@ class FrameLoader:
         """
         config, info = self.config, source.info
         frame_count = info.frame_count
-        prepared = _Prepared(keep_pixels=keep_pixels, tile_width=tiles.max_width if tiles else None)
+        prepared = Prepared(keep_pixels=keep_pixels, tile_width=tiles.max_width if tiles else None)
         for _attempt in range(4):
             timestamps = info.timestamps[:frame_count]
             end_time = info.end_time if frame_count == info.frame_count else info.timestamps[frame_count]
@@ -381,7 +300,7 @@ class FrameLoader:
                     factor = candidate
         return crop, factor
 
-    def _add_prepared(self, frame: DecodedFrame, crop: int, path: str, prepared: "_Prepared") -> None:
+    def _add_prepared(self, frame: DecodedFrame, crop: int, path: str, prepared: "Prepared") -> None:
         """Keep what later steps need of a decoded frame: the frame resized for the model and,
         with the detector, the frame fitted to the detector's input."""
         detector = self.config.megadetector_lite_config
@@ -411,33 +330,7 @@ class FrameLoader:
             if len(prepared.pending) >= self.detector.submit_size(detector.frame_batch_size):
                 self._submit_pending(prepared)
 
-    def _submit_pending(self, prepared: "_Prepared") -> None:
-        """Score the frames waiting for the detector on a worker thread, while decoding goes on."""
-        if not prepared.pending:
-            return
-        settings = self.config.megadetector_lite_config
-        indices = list(prepared.pending)
-        images, sizes = zip(*(prepared.pending.pop(i) for i in indices))
-        if self._detection_thread is None:
-            self._detection_thread = ThreadPoolExecutor(1, thread_name_prefix="kifaru-detect")
-        future = self._detection_thread.submit(
-            self.detector.detect_fitted,
-            list(images),
-            list(sizes),
-            image_height=settings.image_height,
-            image_width=settings.image_width,
-            confidence=settings.confidence,
-            nms_threshold=settings.nms_threshold,
-            batch_size=settings.frame_batch_size,
-        )
-        prepared.detecting.append((indices, future))
-
-    def _detections(self, prepared: "_Prepared") -> dict[int, Any]:
-        """Every decoded frame's detections, by source index."""
-        self._submit_pending(prepared)
-        return {i: found for indices, future in prepared.detecting for i, found in zip(indices, future.result())}
-
-    def _decode_into(self, source: VideoSource, indices: list[int], prepared: "_Prepared") -> None:
+    def _decode_into(self, source: VideoSource, indices: list[int], prepared: "Prepared") -> None:
         if not indices:
             return
         crop, factor = self._frame_geometry(source)
@@ -446,7 +339,7 @@ class FrameLoader:
         for frame in source.decode(indices, scale_down=factor, threaded=threaded):
             self._add_prepared(frame, round(crop / factor), source.info.path, prepared)
 
-    def _scene_plan(self, source: VideoSource, frame_count: int, prepared: "_Prepared") -> list[int]:
+    def _scene_plan(self, source: VideoSource, frame_count: int, prepared: "Prepared") -> list[int]:
         """Frames whose scene-change score exceeds the threshold (each once, never padded)."""
         scorer = SceneChangeScorer()
         crop = self.config.crop_bottom_pixels or 0
@@ -469,62 +362,6 @@ class FrameLoader:
         padding = f"; returning {count} frames of zeros as ensure_total_frames asks" if count else ""
         notes.append(f"{path}: no frame was selected{padding}")
         return np.zeros((count, size[0], size[1], 3), dtype=np.uint8)
-
-
-@dataclass
-class ClipDetections:
-    """What :meth:`FrameLoader.detect` found in one file, frame by frame (source frame numbers)."""
-
-    path: Path
-    is_image: bool
-    frame_numbers: list[int]
-    times: list[float]
-    detections: list[Any]  # FrameDetections, one per frame number
-    frame_rate: Optional[float]
-    width: int
-    height: int
-    warnings: list[str] = field(default_factory=list)
-
-
-def _average_rate(info: StreamInfo) -> Optional[float]:
-    """Frames per second over the stream (exact for constant-rate video)."""
-    span = float(info.end_time - info.timestamps[0]) if info.timestamps else 0.0
-    return info.frame_count / span if span > 0 else None
-
-
-@dataclass
-class _Prepared:
-    """Frames decoded and prepared so far for one load, by source index."""
-
-    frames: dict[int, np.ndarray] = field(default_factory=dict)
-    damaged: set[int] = field(default_factory=set)
-    # Frames waiting for the detector: index -> (fitted to its input, (height, width) before fitting)
-    pending: dict[int, tuple[np.ndarray, tuple[int, int]]] = field(default_factory=dict)
-    detecting: list[tuple[list[int], Future]] = field(default_factory=list)  # scored on a worker thread
-    keep_pixels: bool = True  # False: only the detector's copies are wanted
-    kept_rows: float = 1.0  # share of the frame's height left after crop_bottom_pixels
-    # Thumbnails: frames are kept shrunk to this width, and only those in keep_only when it is set.
-    tile_width: Optional[int] = None
-    keep_only: Optional[set[int]] = None
-    frame_shape: tuple[int, ...] = (0, 0, 3)  # a kept frame's shape before it was shrunk to a tile
-
-    def wants_pixels(self, index: int) -> bool:
-        return self.keep_pixels and (self.keep_only is None or index in self.keep_only)
-
-    def lacks_pixels(self, index: int) -> bool:
-        """Decoded before its pixels were wanted (a plan made again after a decoding failure)."""
-        return self.wants_pixels(index) and self.frames.get(index) is None
-
-    def add(self, frame: DecodedFrame, pixels: Optional[np.ndarray]) -> None:
-        self.frames[frame.index] = pixels
-        if frame.damaged:
-            self.damaged.add(frame.index)
-
-
-@dataclass(frozen=True)
-class _TileRequest:
-    max_count: int
-    max_width: int
 
 
 def _stack_consuming(plan: list[int], frames: dict[int, np.ndarray]) -> np.ndarray:

@@ -49,6 +49,8 @@ class IndexScoringDetector:
         found = []
         for image in fitted:
             score = self.scores.get(read_index(image), 0.0)
+            # As the real detector: a box scoring below the confidence asked for is dropped.
+            score = score if score >= settings.get("confidence", 0.25) else 0.0
             boxes = np.array([self.box]) if score else np.zeros((0, 4))
             found.append(FrameDetections(boxes, np.array([score] if score else [])))
         return found

@@ -155,6 +155,12 @@ def _strict_entry_errors(entry: dict) -> list[str]:
     failed = entry.get("failure") is not None
     if "\\" in file:
         errors.append("path with backslashes")
+    # Timelapse matches an entry to a file by its path under the root folder it opened: an
+    # absolute path, or one climbing out of that folder, matches nothing, silently.
+    if file.startswith("/") or re.match(r"[A-Za-z]:", file):
+        errors.append("absolute path (paths are relative to Timelapse's root folder)")
+    elif ".." in file.split("/"):
+        errors.append("path outside the root folder ('..')")
     # kifaru's own per-file key (the format has none for notes; readers ignore keys they do not know)
     if "notes" in entry:
         notes = entry["notes"]

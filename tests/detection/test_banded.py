@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kifaru.detection import megadetector_lite
+from kifaru.detection import onnx_networks
 from kifaru.detection.banded import BandedYOLOX
 from kifaru.detection.megadetector_lite import BAND_STEP, band_rows
 from kifaru.detection.megadetector_lite import MegadetectorLite, fit_to_input, to_batch
@@ -124,7 +124,7 @@ def test_detector_uses_banded_networks_and_gets_the_full_networks_outputs(random
     assert len(exports) == 2 and exports[0].endswith("-rows384.onnx"), exports
 
     # detect() passes the pictures' height; a second detector reuses the checked export.
-    in_torch = MegadetectorLite(random_weights, runtime="torch")
+    in_torch = MegadetectorLite(random_weights, runtime="pytorch")
     settings = dict(confidence=0.01, nms_threshold=0.45)
     frames = _frames(720, 1280) + _frames(480, 640)  # 360 and 480 rows: two bands
     again = MegadetectorLite(random_weights, runtime="onnxruntime")
@@ -139,16 +139,16 @@ def test_a_banded_network_that_fails_its_check_is_not_used(random_weights, tmp_p
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))
     detector = MegadetectorLite(random_weights, runtime="onnxruntime")
-    real_export = megadetector_lite._export_checked
+    real_export = onnx_networks.export_checked
 
-    def export_banded_wrong(model, rows, path, *args):
+    def export_banded_wrong(model, rows, path):
         if rows:
             raise RuntimeError("its outputs differ from PyTorch's (scores by 0.3, boxes by 4 px)")
-        real_export(model, rows, path, *args)
+        real_export(model, rows, path)
 
-    monkeypatch.setattr(megadetector_lite, "_export_checked", export_banded_wrong)
+    monkeypatch.setattr(onnx_networks, "export_checked", export_banded_wrong)
     batch = to_batch([fit_to_input(frame, 640, 640) for frame in _frames(720, 1280, 2)], 640, 640)
-    with caplog.at_level(logging.WARNING, logger="kifaru.detection.megadetector_lite"):
+    with caplog.at_level(logging.WARNING, logger="kifaru.detection.onnx_networks"):
         got = detector.raw_outputs(batch, content_rows=360)
     assert "banded detector network for 384 rows is unavailable" in caplog.text
     assert "outputs differ" in caplog.text

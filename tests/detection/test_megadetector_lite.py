@@ -101,9 +101,9 @@ def test_the_network_has_yolox_tinys_parameter_names_and_shapes():
 def test_onnx_runtime_agrees_with_pytorch(random_weights, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))
-    in_torch = MegadetectorLite(random_weights, runtime="torch")
+    in_torch = MegadetectorLite(random_weights, runtime="pytorch")
     in_onnx = MegadetectorLite(random_weights, runtime="onnxruntime")
-    assert (in_torch.runtime, in_onnx.runtime) == ("torch", "onnxruntime")
+    assert (in_torch.runtime, in_onnx.runtime) == ("pytorch", "onnxruntime")
     assert list((tmp_path / "onnx").glob("*.onnx")), "the checked export is kept for the next process"
     batch = to_batch([np.random.default_rng(1).integers(0, 256, (360, 640, 3), dtype=np.uint8)] * 3, 640, 640)
     expected, got = in_torch.raw_outputs(batch), in_onnx.raw_outputs(batch)
@@ -113,7 +113,7 @@ def test_onnx_runtime_agrees_with_pytorch(random_weights, tmp_path, monkeypatch)
 
 
 def test_detect_batches_frames_of_any_size(random_weights):
-    detector = MegadetectorLite(random_weights, runtime="torch")
+    detector = MegadetectorLite(random_weights, runtime="pytorch")
     frames = [np.full((90, 160, 3), 100, np.uint8), np.full((300, 200, 3), 30, np.uint8), np.zeros((50, 50, 3), np.uint8)]
     one_batch = detector.detect(frames, image_height=128, image_width=128, confidence=0.0, batch_size=8)
     small_batches = detector.detect(frames, image_height=128, image_width=128, confidence=0.0, batch_size=1)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from kifaru.exceptions import CheckpointError
-from kifaru.models import checkpoint as checkpoint_module
+from kifaru.models import model_classes
 from kifaru.models.checkpoint import model_from_checkpoint, normalize_keys, read_checkpoint, write_checkpoint
 
 
@@ -27,7 +27,8 @@ class TinyVideoModel(nn.Module):
 @pytest.fixture
 def tiny_class(monkeypatch):
     """A registered model class small enough to build in every test."""
-    monkeypatch.setitem(checkpoint_module._BUILDERS, "TinyVideoModel", lambda hparams, n: TinyVideoModel(n))
+    entry = model_classes.ModelClass("TinyVideoModel", lambda hparams, n: TinyVideoModel(n), lambda frames: frames.float())
+    monkeypatch.setitem(model_classes._MODEL_CLASSES, entry.name, entry)
     return TinyVideoModel
 
 

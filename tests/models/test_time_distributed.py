@@ -98,3 +98,46 @@ def test_wrong_number_of_frames_is_refused():
     model = TimeDistributedEfficientNet(num_classes=2, num_frames=4).eval()
     with pytest.raises(ValueError, match="takes 4 frames per video, not 3"):
         model(torch.zeros(1, 3, 3, 32, 32))
+
+
+def test_predicting_takes_frames_in_chunks_with_the_same_outputs(monkeypatch):
+    """Eval mode without gradients: the backbone sees INFERENCE_FRAMES_PER_CALL frames at a time
+    (bounding memory), and gives what one call on every frame gives, since eval-mode BatchNorm
+    uses its stored statistics. With gradients (training) every frame goes in one call."""
+    import torch
+    from torch import nn
+
+    from kifaru.models import time_distributed
+
+    calls = []
+
+    class Backbone(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.norm = nn.BatchNorm2d(4)
+            self.norm.running_mean.uniform_(-1, 1)
+            self.norm.running_var.uniform_(0.5, 2)
+
+        def forward(self, x):
+            calls.append(len(x))
+            return self.norm(self.conv(x)).mean(dim=(2, 3))
+
+    torch.manual_seed(0)
+    wrapped = time_distributed._TimeDistributed(Backbone()).eval()
+    clips = torch.rand(2, 10, 3, 8, 8)  # 20 frames
+    monkeypatch.setattr(time_distributed, "INFERENCE_FRAMES_PER_CALL", 8)
+    with torch.no_grad():
+        chunked = wrapped(clips)
+    assert calls == [8, 8, 4]
+    calls.clear()
+    monkeypatch.setattr(time_distributed, "INFERENCE_FRAMES_PER_CALL", 100)
+    with torch.no_grad():
+        whole = wrapped(clips)
+    assert calls == [20]
+    # The same arithmetic on the same frames: equal up to float32 summation order in the kernel.
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    calls.clear()
+    monkeypatch.setattr(time_distributed, "INFERENCE_FRAMES_PER_CALL", 8)
+    wrapped(clips)  # gradients on: one call
+    assert calls == [20] and chunked.shape == (2, 10, 4)

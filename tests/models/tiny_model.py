@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from kifaru.models.checkpoint import register_model_class, write_checkpoint
+from kifaru.models.checkpoint import write_checkpoint
+from kifaru.models.model_classes import ModelClass, register_model_class
 
 MODEL_CLASS = "TinyVideoNet"
 SPECIES = ["blank", "chimpanzee_bonobo", "elephant"]
@@ -48,7 +49,7 @@ def _to_input(frames: torch.Tensor) -> torch.Tensor:
     return frames.float() / 255.0
 
 
-register_model_class(MODEL_CLASS, _build, _to_input)
+register_model_class(ModelClass(MODEL_CLASS, _build, _to_input, head_prefix="linear."))
 
 
 def tiny_model(seed: int = 0, species: Sequence[str] = SPECIES) -> TinyVideoNet:

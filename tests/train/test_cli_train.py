@@ -59,7 +59,7 @@ def test_train_model_is_kifarus_top_level_function_as_zambas():
     from kifaru.train.runner import train_model
 
     assert kifaru.train_model is train_model
-    assert kifaru.predict_model.__module__ == "kifaru.predict"
+    assert kifaru.predict_model.__module__ == "kifaru.runs.predict"
 
 
 def test_kifaru_train_without_a_config_file_uses_the_official_models_train_config(tmp_path, capsys):
@@ -143,7 +143,7 @@ def test_kifaru_train_fine_tunes_the_real_official_network_for_an_epoch_as_a_new
 
     # kifaru predict's loader reads the trained model (its best weights) and the frames it was trained on.
     from kifaru.models.runner import load_classifier
-    from kifaru.predict import resolve_predict_run
+    from kifaru.runs.predict import resolve_predict_run
 
     listing = new_user.work / "to_predict.csv"
     listing.write_text("filepath\nclips/" + names[0] + "\n")

@@ -90,7 +90,7 @@ def test_the_ddp_metrics_cover_every_val_and_holdout_clip_once(ddp_run):
     import torch
 
     from kifaru.config import PredictConfig
-    from kifaru.predict import predict_model
+    from kifaru.runs.predict import predict_model
 
     result, tmp_path, clips, rows = ddp_run
     assert result.returncode == 0, result.stderr[-5000:]

@@ -115,7 +115,7 @@ def test_the_checkpoint_holds_the_best_weights_in_zambas_format(trained):
 
 def test_the_trained_model_predicts_with_kifaru_predict(trained, tmp_path):
     from kifaru.config import PredictConfig
-    from kifaru.predict import predict_model
+    from kifaru.runs.predict import predict_model
 
     report, _ = trained
     files = report.clips.subset("holdout")[0]
@@ -271,7 +271,7 @@ def test_the_official_model_to_fine_tune_is_found_with_the_default_region(new_us
     """A TrainConfig with only labels: the default model's checkpoint with the default region,
     from the cache, the environment variable or the mirror."""
     from kifaru.models.registry import TIME_DISTRIBUTED
-    from kifaru.train.runner import _model_source
+    from kifaru.train.model_setup import model_source
 
     data = tiny_checkpoint(tmp_path / "stand-in.ckpt", TIME_DISTRIBUTED)
     expected = provide_official_checkpoint(new_user, TIME_DISTRIBUTED, data, route)
@@ -279,11 +279,11 @@ def test_the_official_model_to_fine_tune_is_found_with_the_default_region(new_us
     config = TrainConfig(labels=[{"filepath": "a.mp4", "label": "antelope_duiker"}])
     assert config.weight_download_region == "us" and type(config.weight_download_region) is str
     with listening(notices.append):
-        model = _model_source(config)
+        model = model_source(config)
     assert_first_use_notices(notices, TIME_DISTRIBUTED, route, len(data))
     assert model.checkpoint_path == expected and expected.read_bytes() == data
     assert (model.model_class, model.species) == (TIME_DISTRIBUTED.model_class, list(TIME_DISTRIBUTED.species))
     notices.clear()
     with listening(notices.append):  # again: in the cache now, nothing to say
-        _model_source(config)
+        model_source(config)
     assert notices == []

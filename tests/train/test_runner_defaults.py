@@ -32,17 +32,17 @@ def config(tmp_path, labels, data_dir, **fields):
 
 def test_training_with_worker_processes_and_augmentations(clip_set, tmp_path, monkeypatch):
     """num_workers 2: the datasets and the augmenter are sent (pickled) to spawned workers."""
-    import kifaru.train.runner as runner
+    import kifaru.train.lightning_steps as steps
 
     folder, labels = clip_set
     made = []
-    original = runner._data_loader
+    original = steps.data_loader
 
     def recording(*args, **kwargs):
         made.append(original(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(runner, "_data_loader", recording)
+    monkeypatch.setattr(steps, "data_loader", recording)
     augmentations = [{"name": "horizontal_flip", "p": 0.5}, {"name": "color_jitter"}, {"name": "cutout", "p": 0.5}]
     report = train_model(config(tmp_path, labels, folder, num_workers=2, augmentations=augmentations), loader(tmp_path))
 
@@ -76,14 +76,14 @@ def test_without_max_epochs_early_stopping_ends_the_run_patience_epochs_after_th
 def test_what_a_worker_receives_survives_pickling(clip_set, tmp_path):
     from kifaru.train.augment import clip_augmenter, parse_augmentation
     from kifaru.train.data import CachedClips
-    from kifaru.train.runner import _NumberedClips
+    from kifaru.train.lightning_steps import NumberedClips
 
     frames = np.random.default_rng(0).integers(0, 256, (FRAMES, 48, 64, 3), dtype=np.uint8)
     entry = tmp_path / "entry.npz"
     np.savez(entry, frames=frames)
     augmenter = clip_augmenter([parse_augmentation({"name": "horizontal_flip", "p": 1.0})])
     augmenter(frames)  # builds its torchvision pipeline: not part of what is pickled
-    dataset = _NumberedClips(CachedClips([entry], np.ones((1, 3)), augmenter))
+    dataset = NumberedClips(CachedClips([entry], np.ones((1, 3)), augmenter))
     again = pickle.loads(pickle.dumps(dataset))
     clip, target, index = again[0]
     assert np.array_equal(clip.numpy(), frames[:, :, ::-1]) and target.tolist() == [1.0, 1.0, 1.0] and index == 0
@@ -110,14 +110,14 @@ def test_a_run_that_fails_to_start_leaves_no_version_folder_and_says_why(clip_se
 
 def test_a_run_that_fails_after_its_first_checkpoint_keeps_its_folder(clip_set, tmp_path, monkeypatch):
     """Its checkpoints/last.ckpt continues it: the folder is kept."""
-    import kifaru.train.runner as runner
+    import kifaru.train.lightning_steps as steps
 
     folder, labels = clip_set
 
     def failing(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(runner, "_export_best", failing)
+    monkeypatch.setattr(steps, "export_best", failing)
     with pytest.raises(OSError, match="disk full"):
         train_model(config(tmp_path, labels, folder), loader(tmp_path))
     assert (tmp_path / "out" / "version_0" / "checkpoints" / "last.ckpt").is_file()
@@ -138,7 +138,7 @@ def test_with_overwrite_a_failed_start_removes_nothing_from_save_dir(clip_set, t
 def test_an_interruption_with_overwrite_never_offers_an_earlier_runs_checkpoint(clip_set, tmp_path, monkeypatch):
     """save_dir holds an earlier run's checkpoints/last.ckpt: stopped before its own first
     checkpoint, the run has nothing to continue from, and removes nothing."""
-    import kifaru.train.runner as runner
+    import kifaru.train.lightning_steps as steps
     from kifaru.exceptions import TrainingInterrupted
 
     folder, labels = clip_set
@@ -151,7 +151,7 @@ def test_an_interruption_with_overwrite_never_offers_an_earlier_runs_checkpoint(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "_trainer", interrupted)
+    monkeypatch.setattr(steps, "build_trainer", interrupted)
     with pytest.raises(TrainingInterrupted) as raised:
         train_model(config(tmp_path, labels, folder, overwrite=True), loader(tmp_path))
     assert raised.value.last_checkpoint is None and raised.value.signal_name == "SIGINT"

@@ -207,11 +207,11 @@ def slowfast_checkpoint(tmp_path_factory):
 def test_a_slowfast_network_is_frozen_before_its_head_as_zambas(slowfast_checkpoint, tmp_path, species, kept, full_backbone):
     """zamba's SlowFast freezes all of `base` (kept head or new one); BackboneFinetuning then
     unfreezes `backbone`, the last stage and pooling (base.blocks[-2:])."""
-    from kifaru.train.runner import _Model, _network
+    from kifaru.train.model_setup import ModelSource, build_network
 
     path, _ = slowfast_checkpoint
     run = config(tmp_path, tmp_path / "labels.csv", tmp_path, from_scratch=False, backbone=None, checkpoint=path, train_full_backbone=full_backbone)
-    network, finetuned = _network(run, _Model("SlowFast", ["elephant", "gorilla"], dict(SLOWFAST_HPARAMS), path), species, kept)
+    network, finetuned = build_network(run, ModelSource("SlowFast", ["elephant", "gorilla"], dict(SLOWFAST_HPARAMS), path), species, kept)
     trainable = sorted(name for name, p in network.named_parameters() if p.requires_grad)
     assert trainable == ["head.proj.bias", "head.proj.weight"]
     assert finetuned is (network.base if full_backbone else network.backbone)

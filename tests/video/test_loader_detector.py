@@ -7,7 +7,7 @@ import pytest
 
 from kifaru import FrameSelectionWarning
 from kifaru.config import VideoLoaderConfig
-from kifaru.video.loader import NO_FRAME, FrameLoader
+from kifaru.video.loader import KEPT_BOX_THRESHOLD, NO_FRAME, FrameLoader
 from kifaru.video.selection import select_by_scores
 from tests.detection.fakes import IndexScoringDetector
 from tests.media import BAND_ROWS, index_frame, make_clip, read_indices
@@ -25,14 +25,31 @@ def _load(clip, detector, **fields):
 
 
 def test_frames_above_the_threshold_are_kept_best_first_then_filled(clip):
-    detector = IndexScoringDetector({3: 0.9, 10: 0.5, 20: 0.8, 25: 0.2})
+    detector = IndexScoringDetector({3: 0.9, 10: 0.5, 20: 0.8, 25: 0.25, 27: 0.2})
     loaded = _load(clip, detector, megadetector_lite_config={"n_frames": 5})
-    # Above 0.25: 3, 20, 10; score_sorted fills with the next best (25), then the earliest 0 (frame 0).
+    # Above 0.25: 3, 20, 10; score_sorted fills with the next best, 25 (at the confidence itself:
+    # the detector keeps its box, zamba ranks only frames above it), then the earliest 0 (frame 0).
+    # Frame 27's box (0.2, below the confidence) counts for nothing in the selection, as in zamba.
     assert loaded.source_indices == [0, 3, 10, 20, 25]
     assert read_indices(loaded.frames) == [0, 3, 10, 20, 25]
-    assert loaded.scores == [0.0, 0.9, 0.5, 0.8, 0.2]
+    assert loaded.scores == [0.0, 0.9, 0.5, 0.8, 0.25]
     # All 30 frames scored, in batches of frame_batch_size (24) while decoding goes on.
     assert [len(call["fitted"]) for call in detector.calls] == [24, 6]
+    # ... but its box is kept for the outputs, down to KEPT_BOX_THRESHOLD.
+    assert {call["confidence"] for call in detector.calls} == {KEPT_BOX_THRESHOLD}
+    found = {number: d.scores.tolist() for number, _, d in loaded.detections}
+    assert sorted(found) == list(range(30))
+    assert found[27] == [0.2] and found[3] == [0.9] and found[1] == []
+
+
+def test_the_scored_frames_come_back_from_the_frame_cache(clip, tmp_path):
+    fields = dict(megadetector_lite_config={"n_frames": 3}, cache_dir=tmp_path / "cache")
+    first = _load(clip, IndexScoringDetector({3: 0.9, 27: 0.2}), **fields)
+    again = _load(clip, IndexScoringDetector({}), **fields)
+    assert again.from_cache
+    assert [(n, t) for n, t, _ in again.detections] == [(n, t) for n, t, _ in first.detections]
+    assert [d.scores.tolist() for _, _, d in again.detections] == [d.scores.tolist() for _, _, d in first.detections]
+    assert [d.boxes.tolist() for _, _, d in again.detections] == [d.boxes.tolist() for _, _, d in first.detections]
 
 
 def test_detector_gets_each_frame_fitted_to_its_input_size_after_the_crop(clip):
@@ -88,7 +105,7 @@ def test_total_frames_fills_n_frames_and_ensure_pads_short_selections(clip):
 
 def test_repeat_with_nothing_above_falls_back_with_a_warning(clip):
     with pytest.warns(FrameSelectionWarning, match="score_sorted"):
-        loaded = _load(clip, IndexScoringDetector({5: 0.1}), megadetector_lite_config={"n_frames": 3, "fill_mode": "repeat"})
+        loaded = _load(clip, IndexScoringDetector({5: 0.25}), megadetector_lite_config={"n_frames": 3, "fill_mode": "repeat"})
     assert loaded.source_indices == [0, 1, 5]
     assert any("score_sorted" in note for note in loaded.warnings)
 
@@ -111,14 +128,19 @@ def test_results_are_cached_with_their_scores(clip, tmp_path):
     assert second.scores == first.scores == [0.9, 0.8]
 
 
-def test_still_images_are_repeated_without_running_the_detector(tmp_path):
+def test_still_images_are_repeated_and_scored_once_for_their_boxes(tmp_path):
+    """A photo has one frame: nothing to choose, it is repeated as a clip would be; the detector
+    scores it once, for the boxes the outputs give (MegaDetector JSON), not to select."""
     from PIL import Image
 
     path = tmp_path / "photo.jpg"
     Image.fromarray(index_frame(9)).save(path)
-    detector = IndexScoringDetector({})
+    detector = IndexScoringDetector({9: 0.7})
     loaded = _load(path, detector, total_frames=3, megadetector_lite_config={})
-    assert detector.calls == [] and read_indices(loaded.frames) == [9, 9, 9]
+    assert read_indices(loaded.frames) == [9, 9, 9] and loaded.scores is None
+    assert detector.indices_seen() == [[9]]
+    ((number, _, found),) = loaded.detections
+    assert number == 0 and found.scores.tolist() == [0.7]
 
 
 def test_the_real_detector_is_loaded_only_when_a_clip_needs_it_and_once(monkeypatch, tmp_path):

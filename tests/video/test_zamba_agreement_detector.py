@@ -58,7 +58,9 @@ def memo_detector(megadetector_lite):
 
 def _our_scores(memo_detector, clip, config) -> dict[int, float]:
     found = FrameLoader(config, detector=memo_detector).detect(clip)
-    return {index: d.score for index, d in zip(found.frame_numbers, found.detections)}
+    # detect keeps boxes below the confidence for the outputs; zamba's frame score counts none of them.
+    confidence = config.megadetector_lite_config.confidence
+    return {index: d.score_at(confidence) for index, d in zip(found.frame_numbers, found.detections)}
 
 
 def _ambiguous(reference_scores: list[float]) -> bool:

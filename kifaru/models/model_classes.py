@@ -1,0 +1,101 @@
+"""The model classes kifaru builds, each declared once: a checkpoint's ``hyper_parameters["model_class"]``
+names one, and its entry says how to build the network, how to feed it, and where its head is.
+
+Light to import (the registry and the configs use the names): PyTorch and the architectures are
+imported only when a network is built or fed.
+
+    model_class("SlowFast").build(hyper_parameters, len(species))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from kifaru.exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelClass:
+    """A video network kifaru can build from a checkpoint's hyper_parameters."""
+
+    name: str  # as checkpoints name it (zamba's class name)
+    build: Callable[[Mapping[str, Any], int], Any]  # (hyper_parameters, species count) -> torch.nn.Module
+    to_input: Callable[[Any], Any]  # uint8 clips tensor (batch, T, H, W, 3) -> what its forward takes
+    # The state-dict prefix of the classifier head: what training replaces when the species change.
+    head_prefix: str = "classifier."
+
+
+_MODEL_CLASSES: dict[str, ModelClass] = {}
+
+
+def register_model_class(entry: ModelClass) -> ModelClass:
+    """Make ``entry`` known by its name (tests register tiny ones); a name registered twice is a ValueError."""
+    if entry.name in _MODEL_CLASSES and _MODEL_CLASSES[entry.name] != entry:
+        raise ValueError(f"model class '{entry.name}' is registered twice")
+    _MODEL_CLASSES[entry.name] = entry
+    return entry
+
+
+def model_class(name: str) -> ModelClass:
+    """The registered model class ``name``; ConfigError naming the known ones otherwise."""
+    try:
+        return _MODEL_CLASSES[name]
+    except KeyError:
+        from kifaru.config.base import did_you_mean
+
+        raise ConfigError(
+            f"model_class '{name}' is not one kifaru knows{did_you_mean(name, list(_MODEL_CLASSES))}; "
+            f"known: {', '.join(model_class_names())}"
+        ) from None
+
+
+def model_class_names() -> list[str]:
+    """The registered model classes' names, sorted."""
+    return sorted(_MODEL_CLASSES)
+
+
+def is_known(name: str) -> bool:
+    return name in _MODEL_CLASSES
+
+
+# -- zamba's two architectures -------------------------------------------------------------------
+
+
+def _build_time_distributed(hparams: Mapping[str, Any], num_classes: int) -> Any:
+    from kifaru.models.time_distributed import TimeDistributedEfficientNet
+
+    # backbone_name: kifaru's own checkpoints of another timm backbone (zamba's are all the default).
+    return TimeDistributedEfficientNet(num_classes, num_frames=int(hparams.get("num_frames", 16)), backbone_name=hparams.get("backbone_name"))
+
+
+def _time_distributed_input(frames: Any) -> Any:
+    from kifaru.models.time_distributed import frames_to_input
+
+    return frames_to_input(frames)
+
+
+def _build_slowfast(hparams: Mapping[str, Any], num_classes: int) -> Any:
+    from kifaru.models.slowfast import SlowFast
+
+    # zamba's defaults for the fields a checkpoint may lack.
+    return SlowFast(
+        num_classes,
+        backbone_mode=hparams.get("backbone_mode", "train"),
+        post_backbone_dropout=hparams.get("post_backbone_dropout"),
+        head_dropout_rate=hparams.get("head_dropout_rate"),
+        head_hidden_layer_sizes=hparams.get("head_hidden_layer_sizes"),
+        output_with_global_average=hparams.get("output_with_global_average", True),
+    )
+
+
+def _slowfast_input(frames: Any) -> Any:
+    from kifaru.models.slowfast import frames_to_input
+
+    return frames_to_input(frames)
+
+
+TIME_DISTRIBUTED_EFFICIENTNET = register_model_class(
+    ModelClass("TimeDistributedEfficientNet", _build_time_distributed, _time_distributed_input, head_prefix="classifier.")
+)
+SLOWFAST = register_model_class(ModelClass("SlowFast", _build_slowfast, _slowfast_input, head_prefix="head."))

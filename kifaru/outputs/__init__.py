@@ -1,0 +1,91 @@
+"""Writers by name: each a pure function of a run's records and its description, written atomically.
+
+A command says which writers it wants (``write_outputs(folder, ["zamba_csv", "failures_csv"],
+...)``); a new format is one more module here that registers its writer. ``get_writer`` fails
+loudly, listing the writers there are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from kifaru.exceptions import ConfigError
+from kifaru.files import write_text_atomically
+from kifaru.runs.records import Record
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    """What the writers need to know about a run besides its records."""
+
+    command: str  # "detect", "predict", "train"
+    loader_config: Any = None  # the VideoLoaderConfig the frames were read with
+    species: Sequence[str] = ()  # the classifier's, in its output order
+    predict_config: Any = None  # a PredictConfig: proba_threshold, output_class_names, checkpoint
+    model: Optional[str] = None  # the classifier: model name or checkpoint file name
+    threshold: Optional[float] = None  # a box at or above it is an animal (detect's summary, MegaDetector's "typical")
+    # Paths in MegaDetector files are written relative to this folder (Timelapse's root folder);
+    # names of inputs that are relative paths are read from ``base`` (the working folder of the run).
+    root: Optional[Path] = None
+    base: Path = field(default_factory=Path.cwd)
+    partial: Optional[tuple[int, int]] = None  # (items done, items in the run) of an interrupted run
+
+    def with_partial(self, partial: Optional[tuple[int, int]]) -> "RunDescription":
+        from dataclasses import replace
+
+        return replace(self, partial=partial)
+
+
+Render = Callable[[Sequence[Record], RunDescription], str]
+
+
+@dataclass(frozen=True)
+class Writer:
+    name: str
+    filename: str  # the default file name in the output folder
+    render: Render
+    description: str
+
+
+WRITERS: dict[str, Writer] = {}
+
+
+def register_writer(name: str, filename: str, description: str) -> Callable[[Render], Render]:
+    def register(render: Render) -> Render:
+        if name in WRITERS:
+            raise ValueError(f"writer {name!r} is registered twice")
+        WRITERS[name] = Writer(name, filename, render, description)
+        return render
+
+    return register
+
+
+def get_writer(name: str) -> Writer:
+    try:
+        return WRITERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown output format {name!r}; the formats are: {', '.join(sorted(WRITERS))}") from None
+
+
+def write_outputs(
+    folder: Path,
+    writers: Sequence[str],
+    records: Sequence[Record],
+    description: RunDescription,
+    filenames: Optional[dict[str, str]] = None,
+) -> dict[str, Path]:
+    """Each writer's file in ``folder`` (``filenames`` overrides the default names), each replaced
+    atomically so that a reader never sees half a file; returns the paths by writer name."""
+    written = {}
+    for name in writers:
+        writer = get_writer(name)
+        path = Path(folder) / (filenames or {}).get(name, writer.filename)
+        write_text_atomically(path, writer.render(list(records), description))
+        written[name] = path
+    return written
+
+
+# The writers register themselves when imported (pure: no I/O at import).
+from kifaru.outputs import detection_summary, failures_csv, megadetector_json, zamba_csv  # noqa: E402,F401

@@ -1,0 +1,41 @@
+"""zamba's ``zamba_predictions.csv``, byte for byte as zamba writes it (pandas' ``to_csv`` of its
+table): ``filepath`` then one column per species (checkpoint order), probabilities to 5 decimals,
+or 0/1 with ``proba_threshold``, or the most likely class with ``output_class_names``. Files
+without a prediction are not in it (they are in the failures CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Sequence
+
+import numpy as np
+
+from kifaru.outputs import RunDescription, register_writer
+from kifaru.runs.records import Record
+
+PREDICTIONS_CSV = "zamba_predictions.csv"
+
+
+@register_writer("zamba_csv", PREDICTIONS_CSV, "zamba's predictions CSV: one row per clip, one column per species")
+def predictions_csv(records: Sequence[Record], run: RunDescription) -> str:
+    config = run.predict_config
+    species = list(run.species)
+    predicted = [r for r in records if not r.failed]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if config.proba_threshold is None and config.output_class_names:
+        writer.writerow(["filepath", "0"])  # zamba writes idxmax's unnamed Series
+        for record in predicted:
+            writer.writerow([record.item, species[int(np.argmax(record.probabilities))]])
+        return out.getvalue()
+    writer.writerow(["filepath", *species])
+    for record in predicted:
+        probabilities = np.asarray(record.probabilities, dtype=np.float32)
+        if config.proba_threshold is not None:
+            values = [int(p > config.proba_threshold) for p in probabilities]
+        else:
+            # float32 rounded to 5 places, printed as numpy prints float32 (pandas does the same)
+            values = [str(v) for v in np.round(probabilities, 5)]
+        writer.writerow([record.item, *values])
+    return out.getvalue()

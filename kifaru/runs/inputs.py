@@ -1,0 +1,111 @@
+"""A run's inputs: the files of a folder (searched recursively) or of a CSV's ``filepath``
+column, as items, each with its name in the outputs, where it is read from, and why it cannot be
+read at all (then it gets a failure record without being opened)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+from kifaru.exceptions import ConfigError
+from kifaru.video.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input of a run: ``name`` as the outputs write it, ``path`` where it is read from."""
+
+    index: int  # position in the run's inputs
+    name: str
+    path: Path
+    problem: Optional[str] = None  # why it is not read at all (a folder, a macOS "._" file, ...)
+
+
+def problem_of(path: Path) -> Optional[str]:
+    """Why ``path`` cannot be a media file at all, or None."""
+    if path.name.startswith("._"):
+        return "a macOS metadata file (the '._' companion of a copied file), not a video"
+    if path.is_dir():
+        return "a folder, not a video file"
+    if not path.exists():
+        return "no such file"
+    return None
+
+
+def items_from(names: Iterable[str], base: Optional[Path] = None) -> list[Item]:
+    """Items for files named as the outputs will name them; ``base``: the folder relative names are
+    read from (else the working folder)."""
+    items = []
+    for index, name in enumerate(names):
+        path = Path(name) if base is None else Path(base) / name
+        items.append(Item(index, str(name), path, problem_of(path)))
+    return items
+
+
+
+def video_suffixes() -> frozenset[str]:
+    """The suffixes taken as videos: env ``VIDEO_SUFFIXES`` (zamba's, comma-separated) or kifaru's list."""
+    from_env = os.environ.get("VIDEO_SUFFIXES")
+    if from_env:
+        return frozenset(s.strip().lower() if s.strip().startswith(".") else f".{s.strip().lower()}" for s in from_env.split(",") if s.strip())
+    return VIDEO_SUFFIXES
+
+
+@dataclass
+class FolderListing:
+    videos: list[Path]  # sorted, hidden files included (a caller records why they are not used)
+    ignored: Counter = field(default_factory=Counter)  # suffix -> files that are not videos
+
+    def describe_ignored(self) -> str:
+        """e.g. "3 .jpg, 1 .txt" ("" when nothing was ignored)."""
+        return ", ".join(f"{count} {suffix or '(no suffix)'}" for suffix, count in sorted(self.ignored.items()))
+
+    @property
+    def images_ignored(self) -> int:
+        return sum(count for suffix, count in self.ignored.items() if suffix in IMAGE_SUFFIXES)
+
+
+def list_videos(folder: Path, suffixes: Optional[frozenset[str]] = None) -> FolderListing:
+    """Every file under ``folder`` with a video suffix (case-insensitive), searched recursively.
+
+    Hidden folders (".Trashes", ".Spotlight-V100") are not searched; hidden files with a video
+    suffix (macOS's "._clip.mp4" companions) are listed so that the caller can say why they are
+    skipped. A folder named like a video ("clip.avi/") is searched, not listed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"data_dir {folder}: not a folder (give the folder that holds the videos)")
+    suffixes = suffixes or video_suffixes()
+    videos, ignored = [], Counter()
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            suffix = Path(name).suffix.lower()
+            if suffix in suffixes:
+                videos.append(Path(root) / name)
+            else:
+                ignored[suffix] += 1
+    return FolderListing(videos, ignored)
+
+
+def read_filepaths_csv(path: Path, what: str = "filepaths") -> tuple[list[str], int]:
+    """The ``filepath`` column of a CSV, duplicates dropped (first kept): (paths, duplicates)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if "filepath" not in (reader.fieldnames or []):
+                found = ", ".join(reader.fieldnames or []) or "none"
+                raise ConfigError(f"{what} {path}: needs a 'filepath' column (found: {found})")
+            listed = [row["filepath"] for row in reader if row.get("filepath")]
+    except OSError as error:
+        raise ConfigError(f"{what} {path}: cannot read it ({error.strerror})") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ConfigError(f"{what} {path}: not a readable CSV file ({error})") from None
+    unique = list(dict.fromkeys(listed))
+    if not unique:
+        raise ConfigError(f"{what} {path}: no file listed")
+    return unique, len(listed) - len(unique)
