@@ -64,7 +64,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,14 +116,12 @@ class Version:
 
 
 # -- memory of a process tree -----------------------------------------------------------------
-class Sampler(threading.Thread):
+class Sampler(bench_predict.PeriodicSampler):
     """Samples a process tree every ``interval`` s: the largest single process's RSS (and which
     it was), the RSS and PSS summed over the tree, and CPU seconds per process."""
 
     def __init__(self, pid: int, interval: float) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.interval = pid, interval
-        self.stop_event = threading.Event()
+        super().__init__(pid, interval)
         self.peak_process_rss, self.peak_process = 0, ""
         self.peak_rss_sum = self.peak_pss_sum = self.peak_processes = 0
         self.cpu_by_pid: dict[int, float] = {}
@@ -143,15 +140,6 @@ class Sampler(threading.Thread):
         self.peak_rss_sum = max(self.peak_rss_sum, rss_sum)
         self.peak_pss_sum = max(self.peak_pss_sum, pss_sum)
         self.peak_processes = max(self.peak_processes, n)
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            self.sample()
-            self.stop_event.wait(self.interval)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join()
 
 
 def _cmdline(pid: int) -> str:

@@ -134,14 +134,33 @@ def _proc_sample(pid: int) -> tuple[int, int, float] | None:
         return None
 
 
-class TreeSampler(threading.Thread):
-    """Samples the memory (RSS and PSS, summed over the tree) and CPU time of a process and all
-    its descendants every ``interval`` seconds until stopped; keeps the peaks and a timeline."""
+class PeriodicSampler(threading.Thread):
+    """Calls ``sample`` every ``interval`` seconds, in a thread, until stopped."""
 
     def __init__(self, pid: int, interval: float) -> None:
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
         self.stop_event = threading.Event()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.sample()
+            self.stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join()
+
+
+class TreeSampler(PeriodicSampler):
+    """Samples the memory (RSS and PSS, summed over the tree) and CPU time of a process and all
+    its descendants every ``interval`` seconds until stopped; keeps the peaks and a timeline."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        super().__init__(pid, interval)
         self.start_time = time.perf_counter()
         self.peak_rss = self.peak_pss = 0
         self.peak_processes = 0
@@ -200,15 +219,6 @@ class TreeSampler(threading.Thread):
         self.peak_pss = max(self.peak_pss, pss)
         self.peak_processes = max(self.peak_processes, n)
         self.timeline.append([round(time.perf_counter() - self.start_time, 2), round(rss / MIB, 1), round(pss / MIB, 1), n])
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            self.sample()
-            self.stop_event.wait(self.interval)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join()
 
 
 # -- data -------------------------------------------------------------------------------------

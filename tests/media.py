@@ -7,9 +7,10 @@ bottom ``BAND_ROWS`` rows are a solid blue bar (a stand-in for a camera's timest
 
 from __future__ import annotations
 
+import csv
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import av
 import numpy as np
@@ -172,3 +173,14 @@ def make_animal_clip(path: Path, animal_at: Sequence[int], n_frames: int = 12, f
     height, width = size
     frames = [animal_picture(height, width, shift=i % 4) if i in animal_at else index_frame(i, height, width) for i in range(n_frames)]
     return make_clip(path, fps=fps, size=size, frames=frames)
+
+
+def write_filepaths(path: Path, files: Sequence[object], column: str = "filepath", extra: Optional[Mapping[str, str]] = None) -> Path:
+    """A list of files as ``--filepaths`` takes it: one ``column``, plus ``extra`` columns with the
+    same value on every row (a user's list often carries more than the paths)."""
+    extra = dict(extra or {})
+    with Path(path).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([column, *extra])
+        writer.writerows([str(f), *extra.values()] for f in files)
+    return Path(path)

@@ -184,7 +184,7 @@ class TrainConfig(StrictConfig):
 
         for name in value:
             if name not in LOGGERS:
-                raise ValueError(f"unknown logger '{name}'{did_you_mean(name, set(LOGGERS))}; valid: {', '.join(LOGGERS)}")
+                raise ValueError(LOGGERS.unknown(name))
         return value
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from kifaru.exceptions import ConfigError
+from kifaru.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -26,37 +26,26 @@ class ModelClass:
     head_prefix: str = "classifier."
 
 
-_MODEL_CLASSES: dict[str, ModelClass] = {}
+MODEL_CLASSES: Registry[ModelClass] = Registry("model_class", "model classes")
 
 
 def register_model_class(entry: ModelClass) -> ModelClass:
     """Make ``entry`` known by its name (tests register tiny ones); a name registered twice is a ValueError."""
-    if entry.name in _MODEL_CLASSES and _MODEL_CLASSES[entry.name] != entry:
-        raise ValueError(f"model class '{entry.name}' is registered twice")
-    _MODEL_CLASSES[entry.name] = entry
-    return entry
+    return MODEL_CLASSES.register(entry.name, entry)
 
 
 def model_class(name: str) -> ModelClass:
     """The registered model class ``name``; ConfigError naming the known ones otherwise."""
-    try:
-        return _MODEL_CLASSES[name]
-    except KeyError:
-        from kifaru.config.base import did_you_mean
-
-        raise ConfigError(
-            f"model_class '{name}' is not one kifaru knows{did_you_mean(name, list(_MODEL_CLASSES))}; "
-            f"known: {', '.join(model_class_names())}"
-        ) from None
+    return MODEL_CLASSES[name]
 
 
 def model_class_names() -> list[str]:
     """The registered model classes' names, sorted."""
-    return sorted(_MODEL_CLASSES)
+    return MODEL_CLASSES.names()
 
 
 def is_known(name: str) -> bool:
-    return name in _MODEL_CLASSES
+    return name in MODEL_CLASSES
 
 
 # -- zamba's two architectures -------------------------------------------------------------------

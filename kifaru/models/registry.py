@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Protocol
 
 from kifaru.exceptions import ConfigError
+from kifaru.registry import Registry
 from kifaru.models.model_classes import SLOWFAST as SLOWFAST_CLASS
 from kifaru.models.model_classes import TIME_DISTRIBUTED_EFFICIENTNET
 
@@ -120,30 +121,20 @@ class ModelEntry:
         return f"KIFARU_{self.name.upper()}_WEIGHTS"
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+_REGISTRY: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(entry: ModelEntry) -> ModelEntry:
-    if entry.name in _REGISTRY:
-        raise ValueError(f"model '{entry.name}' is registered twice")
-    _REGISTRY[entry.name] = entry
-    return entry
+    return _REGISTRY.register(entry.name, entry)
 
 
 def get_model_entry(name: str) -> ModelEntry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        from kifaru.config.base import did_you_mean
-
-        hint = did_you_mean(name, _REGISTRY)
-        raise ConfigError(
-            f"unknown model '{name}'{hint}; known models: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+    """The entry named ``name``; ConfigError listing the known models otherwise."""
+    return _REGISTRY[name]
 
 
 def list_models() -> Iterator[ModelEntry]:
-    return iter(sorted(_REGISTRY.values(), key=lambda entry: entry.name))
+    return iter(_REGISTRY[name] for name in _REGISTRY.names())
 
 
 @dataclass(frozen=True)

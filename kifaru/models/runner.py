@@ -17,6 +17,7 @@ import numpy as np
 
 from kifaru.models.checkpoint_info import VideoModelCheckpoint
 from kifaru.runtime import choice as runtimes
+from kifaru.runtime.memory import release_freed_memory
 from kifaru.runtime.choice import CLASSIFIER_RUNTIME_ENV, ONNXRUNTIME, PYTORCH, RuntimeChoice
 
 __all__ = ["ONNXRUNTIME", "PYTORCH", "RuntimeChoice", "VideoClassifier", "choose_runtime", "load_classifier"]
@@ -81,17 +82,17 @@ class VideoClassifier:
         self.device = device
         self.runtime_choice = RuntimeChoice(PYTORCH)
         self._to_input = input_transform(checkpoint.model_class)
-        model = model_from_checkpoint(checkpoint)
-        if device == "cpu":
-            # oneDNN's preferred layout for convolutions on the CPU.
-            model = model.to(memory_format=torch.channels_last)
+        # channels-last: oneDNN's preferred layout for convolutions on the CPU.
+        model = model_from_checkpoint(checkpoint, torch.channels_last if device == "cpu" else None)
         self.model = model.to(device).eval()
+        release_freed_memory()  # what reading and converting the weights used, back to the system
 
     @classmethod
     def from_file(cls, path: Path, device: str = "cpu") -> "VideoClassifier":
         from kifaru.models.checkpoint import read_checkpoint
 
-        return cls(read_checkpoint(path), device)
+        # Read into memory, not mapped: the weights are converted to channels-last as handed over.
+        return cls(read_checkpoint(path, mmap=False), device)
 
     @property
     def num_frames(self) -> int | None:

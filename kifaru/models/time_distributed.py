@@ -22,9 +22,9 @@ from kifaru.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 BACKBONE_NAME = "efficientnetv2_rw_m"
 # Frames the backbone takes at once when predicting (eval mode, no gradients). Its activations set
 # a predicting process's peak memory: measured by benchmarks/classifier_memory.py (docs/benchmarks.md)
-# with a batch of 2 clips x 16 frames at 240x426, the peak RSS is 1652 MiB in one call, 1369 MiB
-# 8 frames at a time, 1223 MiB 4 at a time (about 975 MiB of it is PyTorch and the loaded model),
-# at no loss of speed: a convolution on 4 frames still keeps both cores busy.
+# with a batch of 2 clips x 16 frames at 240x426, the peak RSS is 1541 MiB in one call, 1225 MiB
+# 8 frames at a time, 1073 MiB 4 at a time (889 MiB of it is PyTorch and the loaded model), at no
+# loss of speed: a convolution on 4 frames still keeps both cores busy.
 INFERENCE_FRAMES_PER_CALL = 4
 
 
@@ -58,6 +58,9 @@ class TimeDistributedEfficientNet(nn.Module):
         """``backbone_name``: another timm EfficientNet (tests use timm's tiny ``test_efficientnet``);
         ``pretrained``: its ImageNet weights, fetched by timm (a new model; a checkpoint has its own)."""
         super().__init__()
+        from kifaru.runtime.memory import skip_triton_without_gpu
+
+        skip_triton_without_gpu()
         import timm
 
         efficientnet = timm.create_model(backbone_name or BACKBONE_NAME, pretrained=pretrained)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from kifaru.exceptions import ConfigError
 from kifaru.files import write_text_atomically
+from kifaru.registry import Registry
 from kifaru.runs.records import Record
 
 
@@ -49,24 +49,20 @@ class Writer:
     description: str
 
 
-WRITERS: dict[str, Writer] = {}
+WRITERS: Registry[Writer] = Registry("output format")
 
 
 def register_writer(name: str, filename: str, description: str) -> Callable[[Render], Render]:
     def register(render: Render) -> Render:
-        if name in WRITERS:
-            raise ValueError(f"writer {name!r} is registered twice")
-        WRITERS[name] = Writer(name, filename, render, description)
+        WRITERS.register(name, Writer(name, filename, render, description))
         return render
 
     return register
 
 
 def get_writer(name: str) -> Writer:
-    try:
-        return WRITERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown output format {name!r}; the formats are: {', '.join(sorted(WRITERS))}") from None
+    """The writer ``name``; ConfigError listing the known ones otherwise."""
+    return WRITERS[name]
 
 
 def write_outputs(

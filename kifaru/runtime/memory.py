@@ -43,3 +43,23 @@ def available_memory_bytes() -> Optional[int]:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def skip_triton_without_gpu() -> bool:
+    """Keep Triton, a compiler for GPU kernels, out of a process that has no GPU to run them on.
+
+    torchvision's import (timm imports it) pulls in ``torch._dynamo``, which imports Triton when it
+    is installed (as with PyTorch's CUDA wheels) only to note one of its types: about 90 MB of
+    resident memory and most of a second, in every process that builds a classifier. Without a
+    GPU Triton has nothing to do, and PyTorch treats it as absent when the import fails. True when
+    it was kept out; never done where CUDA is available or Triton is already loaded."""
+    import sys
+
+    if "triton" in sys.modules:
+        return False
+    import torch
+
+    if torch.cuda.is_available():
+        return False
+    sys.modules["triton"] = None  # a later ``import triton`` raises ImportError
+    return True

@@ -21,9 +21,10 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 from pydantic import Field, model_validator
 
-from kifaru.config.base import StrictConfig, did_you_mean
+from kifaru.config.base import StrictConfig
+from kifaru.registry import Registry
 
-_AUGMENTATIONS: dict[str, type["Augmentation"]] = {}
+_AUGMENTATIONS: Registry[type["Augmentation"]] = Registry("augmentation")
 
 
 class Augmentation(StrictConfig):
@@ -43,15 +44,11 @@ class Augmentation(StrictConfig):
 
 
 def register_augmentation(cls: type[Augmentation]) -> type[Augmentation]:
-    name = cls.model_fields["name"].default
-    if name in _AUGMENTATIONS:
-        raise ValueError(f"augmentation '{name}' is registered twice")
-    _AUGMENTATIONS[name] = cls
-    return cls
+    return _AUGMENTATIONS.register(cls.model_fields["name"].default, cls)
 
 
 def augmentation_names() -> list[str]:
-    return sorted(_AUGMENTATIONS)
+    return _AUGMENTATIONS.names()
 
 
 def _range(low: float, high: float) -> Any:
@@ -200,13 +197,7 @@ def parse_augmentation(item: Any) -> Augmentation:
     if not isinstance(item, dict) or "name" not in item:
         raise ValueError(f"each augmentation is a mapping with a 'name' (one of {', '.join(augmentation_names())}), got {item!r}")
     name = str(item["name"])
-    cls = _AUGMENTATIONS.get(name)
-    if cls is None:
-        raise ValueError(
-            f"unknown augmentation '{name}'{did_you_mean(name, set(_AUGMENTATIONS))}; "
-            f"valid: {', '.join(augmentation_names())}"
-        )
-    return cls.model_validate(item)
+    return _AUGMENTATIONS[name].model_validate(item)  # a ConfigError (a ValueError) names the known ones
 
 
 class ClipAugmenter:

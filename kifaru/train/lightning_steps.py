@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from kifaru.config.run import TrainConfig
+from kifaru.registry import Registry
 from kifaru.train.version_dir import CHECKPOINTS_DIR, LAST_CHECKPOINT
 
 
@@ -129,7 +130,9 @@ def _csv_logger(version_dir: Path) -> Any:
 
 # train_config.loggers' names, each with the logger it makes in version_N/ (the one list of them:
 # the config checks names against it).
-LOGGERS: dict[str, Callable[[Path], Any]] = {"tensorboard": _tensorboard_logger, "csv": _csv_logger}
+LOGGERS: Registry[Callable[[Path], Any]] = Registry("logger")
+LOGGERS.register("tensorboard", _tensorboard_logger)
+LOGGERS.register("csv", _csv_logger)
 
 
 def build_trainer(

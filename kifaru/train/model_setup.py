@@ -100,7 +100,9 @@ def build_network(config: TrainConfig, model: ModelSource, species: list[str], k
     from kifaru.models.model_classes import model_class
 
     if model.checkpoint_path is not None and kept_head:
-        network = model_from_checkpoint(read_checkpoint(model.checkpoint_path))
+        # Built on the CPU, not without memory: its initialisation draws from the generator that
+        # config.seed seeded, so a seeded run trains as it did (tests/fixtures/zamba_finetune).
+        network = model_from_checkpoint(read_checkpoint(model.checkpoint_path), build_on="cpu")
     elif model.checkpoint_path is not None:
         checkpoint = read_checkpoint(model.checkpoint_path)
         network = model_class(model.model_class).build(checkpoint.hyper_parameters, len(species))

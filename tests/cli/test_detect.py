@@ -15,6 +15,7 @@ from kifaru.runs.detect import DETECTIONS_JSON, PROGRESS_FILE, SUMMARY_CSV
 from kifaru.video.loader import KEPT_BOX_THRESHOLD
 from tests.detection.fakes import IndexScoringDetector, StandInLoading
 from tests.detection.md_format import assert_valid_md_batch
+from tests import media
 from tests.media import BAND_ROWS, index_frame, make_clip
 
 # a.mp4 shows 0-29 at 10 fps (3 s), sub/b.mov 100-129; photo.jpg shows 50.
@@ -49,11 +50,7 @@ def outputs(out: Path) -> tuple[dict, dict[str, dict]]:
 
 
 def write_filepaths(path: Path, files, column="filepath") -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([column, "label"])
-        writer.writerows([str(f), "x"] for f in files)
-    return path
+    return media.write_filepaths(path, files, column, extra={"label": "x"})
 
 
 def test_data_dir_writes_both_outputs(data_dir, tmp_path, loaded, capsys):

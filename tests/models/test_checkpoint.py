@@ -28,7 +28,7 @@ class TinyVideoModel(nn.Module):
 def tiny_class(monkeypatch):
     """A registered model class small enough to build in every test."""
     entry = model_classes.ModelClass("TinyVideoModel", lambda hparams, n: TinyVideoModel(n), lambda frames: frames.float())
-    monkeypatch.setitem(model_classes._MODEL_CLASSES, entry.name, entry)
+    monkeypatch.setitem(model_classes.MODEL_CLASSES, entry.name, entry)
     return TinyVideoModel
 
 
@@ -46,6 +46,40 @@ def test_round_trip(tmp_path, tiny_class):
     loaded = model_from_checkpoint(checkpoint)
     x = torch.randn(2, 3, 4)
     torch.testing.assert_close(loaded(x), model(x))
+
+
+class TinyConvModel(nn.Module):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def test_the_model_takes_the_checkpoints_tensors_converting_4d_weights_to_channels_last(tmp_path, monkeypatch):
+    entry = model_classes.ModelClass("TinyConvModel", lambda hparams, n: TinyConvModel(n), lambda frames: frames.float())
+    monkeypatch.setitem(model_classes.MODEL_CLASSES, entry.name, entry)
+    torch.manual_seed(0)
+    original = TinyConvModel(2).eval()
+    original.model[1].running_mean.normal_()  # a buffer that differs from a new network's
+    path = tmp_path / "conv.ckpt"
+    # float16 on disk: the network still gets float32, as copying into it gave.
+    _save(path, {k: v.half() if v.is_floating_point() else v for k, v in original.state_dict().items()},
+          {"model_class": "TinyConvModel", "species": ["a", "b"]})
+    checkpoint = read_checkpoint(path, mmap=False)
+    loaded = model_from_checkpoint(checkpoint, torch.channels_last)
+    weight = loaded.model[0].weight
+    assert weight.dtype == torch.float32 and weight.is_contiguous(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()  # converted, not only contiguous both ways
+    # Taken over, not copied: the model's tensors are the checkpoint's (converted) ones.
+    for key, tensor in loaded.state_dict().items():
+        assert tensor.data_ptr() == checkpoint.state_dict[key].data_ptr(), key
+    expected = {k: v.half().float() if v.is_floating_point() else v for k, v in original.state_dict().items()}
+    for key, tensor in loaded.state_dict().items():
+        torch.testing.assert_close(tensor, expected[key], rtol=0, atol=0)
+    assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
+    assert not loaded.training
 
 
 def test_compiled_and_unprefixed_keys_are_normalised(tmp_path, tiny_class):
@@ -123,7 +157,7 @@ def test_missing_file(tmp_path):
 
 def test_unknown_model_class_lists_the_known_ones(tmp_path):
     path = _save(tmp_path / "odd.ckpt", {}, {"model_class": "TimeDistributedEfficientNett", "species": ["a"]})
-    with pytest.raises(CheckpointError, match="did you mean 'TimeDistributedEfficientNet'.*known: .*TimeDistributedEfficientNet"):
+    with pytest.raises(CheckpointError, match="unknown model_class .*did you mean 'TimeDistributedEfficientNet'.*known model classes: .*TimeDistributedEfficientNet"):
         model_from_checkpoint(read_checkpoint(path))
 
 

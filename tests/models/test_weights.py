@@ -15,6 +15,7 @@ import kifaru.models.weights as weights
 from kifaru.exceptions import ConfigError, DownloadError, IntegrityError, WeightsNotFoundError
 from kifaru.models import registry
 from kifaru.models.registry import MEGADETECTOR_LITE, ModelEntry, WheelMember, get_model_entry, list_models, register_model
+from kifaru.registry import Registry
 from kifaru.models.weights import (
     cached_weights_path,
     fetch_weights,
@@ -343,7 +344,10 @@ def test_the_registry(monkeypatch):
     assert get_model_entry("megadetector_lite") is MEGADETECTOR_LITE
     assert MEGADETECTOR_LITE.weights_env_var == "KIFARU_MEGADETECTOR_LITE_WEIGHTS"
     assert ENTRY.weights_env_var == ENV
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    fresh = Registry("model")
+    for name, entry in registry._REGISTRY.items():
+        fresh.register(name, entry)
+    monkeypatch.setattr(registry, "_REGISTRY", fresh)
     register_model(ENTRY)
     assert [entry.name for entry in list_models()] == ["blank_nonblank", "european", "megadetector_lite", "slowfast", "time_distributed", "tiny_fake"]
     with pytest.raises(ValueError, match="registered twice"):

@@ -243,16 +243,21 @@ class Stop(Exception):
     pass
 
 
+def raise_after(count, error):
+    """A progress callback that raises ``error`` once ``count`` files are done."""
+
+    def progress(record, done, total):
+        if done == count:
+            raise error
+
+    return progress
+
+
 def test_an_interrupted_run_resumes_to_the_same_csv(data_dir, checkpoint, tmp_path):
     run(data_dir, checkpoint, tmp_path / "whole")
     out = tmp_path / "out"
-
-    def stop_after_four(record, done, total):
-        if done == 4:
-            raise Stop
-
     with pytest.raises(Stop):
-        predict_model(PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0), progress=stop_after_four)
+        predict_model(PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0), progress=raise_after(4, Stop))
     assert not (out / PREDICTIONS_CSV).exists()
     lines = (out / PROGRESS_FILE).read_text(encoding="utf-8").splitlines()
     # The header, then a line per finished file, but for the macOS companion file: it is skipped
@@ -282,7 +287,7 @@ def test_an_interrupted_run_with_other_settings_is_refused_until_overwrite(data_
     with pytest.raises(Stop):
         predict_model(
             PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0),
-            progress=lambda record, done, total: (_ for _ in ()).throw(Stop) if done == 3 else None,
+            progress=raise_after(3, Stop),
         )
     progress = (out / PROGRESS_FILE).read_text(encoding="utf-8")
     other = write_tiny_checkpoint(tmp_path / "other.ckpt", seed=5)
@@ -312,7 +317,7 @@ def test_overwrite_starts_an_interrupted_run_over(data_dir, checkpoint, tmp_path
     with pytest.raises(Stop):
         predict_model(
             PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0),
-            progress=lambda record, done, total: (_ for _ in ()).throw(Stop) if done == 3 else None,
+            progress=raise_after(3, Stop),
         )
     assert run(data_dir, checkpoint, out, overwrite=True).resumed == 0
 
@@ -320,13 +325,8 @@ def test_overwrite_starts_an_interrupted_run_over(data_dir, checkpoint, tmp_path
 def test_ctrl_c_writes_the_outputs_of_the_clips_finished(data_dir, checkpoint, tmp_path):
     run(data_dir, checkpoint, tmp_path / "whole")
     out = tmp_path / "out"
-
-    def ctrl_c_after_four(record, done, total):
-        if done == 4:
-            raise KeyboardInterrupt
-
     with pytest.raises(Interrupted) as stopped:
-        predict_model(PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0), progress=ctrl_c_after_four)
+        predict_model(PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0), progress=raise_after(4, KeyboardInterrupt))
     assert (stopped.value.done, stopped.value.total) == (4, len(GOOD) + len(BAD))
     assert set(stopped.value.outputs) == {"predictions", "failures", "configuration"}
     finished = [json.loads(line)["item"] for line in (out / PROGRESS_FILE).read_text(encoding="utf-8").splitlines()[1:]]

@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from tests.conftest import SHARED_DATA
+from tests.media import write_filepaths
 from tests.models.random_checkpoint import write_random_time_distributed
 
 pytestmark = pytest.mark.shared_data
@@ -96,16 +97,6 @@ def _drop_stale_exports(model_cache: Path, checkpoint_sha256: str) -> None:
             path.unlink(missing_ok=True)
 
 
-def _write_filepaths(path: Path, filepaths: list[str]) -> Path:
-    """As zamba_predict_reference.py writes the CSV it gives zamba."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["filepath"])
-        for filepath in filepaths:
-            writer.writerow([filepath])
-    return path
-
-
 def _make_broken_data(folder: Path, data_root: Path) -> Path:
     """The broken_files run's data dir (manifest.json runs.broken_files.files)."""
     from tests.media import make_audio_only
@@ -145,7 +136,7 @@ def runs(request, tmp_path_factory) -> Runs:
             save_dir = tmp / f"out_{name}"
             config = PredictConfig(
                 data_dir=data_dir,
-                filepaths=_write_filepaths(tmp / f"{name}_filepaths.csv", filepaths),
+                filepaths=write_filepaths(tmp / f"{name}_filepaths.csv", filepaths),
                 checkpoint=checkpoint,
                 save_dir=save_dir,
                 num_workers=0,  # 2 cores: a worker process only adds its start-up

@@ -68,14 +68,6 @@ def predicted_clips(data_root: Path) -> list[str]:
     return [row["filepath"] for row in labelled_rows(data_root) if row["split"] in PREDICTED_SPLITS]
 
 
-def write_filepaths(dest: Path, clips: list[str]) -> Path:
-    with dest.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["filepath"])
-        writer.writerows([clip] for clip in clips)
-    return dest
-
-
 def model_species() -> list[str]:
     from kifaru.models.official import video_model_entry
 
@@ -109,6 +101,7 @@ def predict_with_kifaru(checkpoint: Path, data_root: Path, work: Path) -> dict[s
     """kifaru's probabilities for the predicted clips (keys relative to the videos folder)."""
     from kifaru import predict_model
     from kifaru.config import PredictConfig, VideoLoaderConfig
+    from tests.media import write_filepaths
 
     videos = assets(data_root) / "videos"
     clips = predicted_clips(data_root)
