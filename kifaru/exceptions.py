@@ -42,6 +42,10 @@ class NotAVideoError(MediaError):
     """FFmpeg cannot open the file as a container, or it has no video stream (e.g. audio only)."""
 
 
+class NotAPhotoError(MediaError):
+    """The file is not an image kifaru can read, cannot be decoded whole, or is too large."""
+
+
 class DecodeError(MediaError):
     """The container opened but not a single frame could be decoded."""
 

@@ -74,12 +74,12 @@ class NewUser:
         self.monkeypatch.setenv("PIP_INDEX_URL", index)
 
     def serve_official_checkpoint(self, name: str, data: bytes) -> str:
-        """Serve ``data`` as official model ``name``'s checkpoint in a model bucket mirror
-        (KIFARU_MODELS_URL), with its S3 ETag; return its URL."""
-        from kifaru.models.registry import video_model_entry
+        """Serve ``data`` as official model ``name``'s checkpoint (a video or an image model) in a
+        model bucket mirror (KIFARU_MODELS_URL), with its S3 ETag; return its URL."""
+        from kifaru.models.registry import get_model_entry
 
         use_mirror(self.server, self.monkeypatch)
-        return publish(self.server, video_model_entry(name), data)
+        return publish(self.server, get_model_entry(name), data)
 
 
 @pytest.fixture

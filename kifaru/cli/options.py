@@ -90,19 +90,25 @@ def field_source(layers: Sequence[tuple[str, dict]], *path: str) -> str:
 
 
 def run_configs(
-    args: argparse.Namespace, section_name: str, options: dict[str, str], without_file: Optional[dict[str, Any]] = None
+    args: argparse.Namespace,
+    section_name: str,
+    options: dict[str, str],
+    without_file: Optional[dict[str, Any]] = None,
+    schema: Optional[type] = None,
 ) -> "KifaruConfig":
     """The YAML file's configs (``without_file`` when no --config is given) with the options given
     on the command line put into its ``section_name`` (``options``: option dest -> field;
     precedence: defaults < the file < the command line; --set is applied by the library, on top
-    of the model's default loader config when the file has none)."""
+    of the model's default loader config when the file has none). ``schema``: the file's layout
+    when it is not the video commands' (kifaru.config.image.ImageConfigFile)."""
     source, raw = file_layer(args.config, section_name) if args.config is not None else ("defaults", copy.deepcopy(without_file or {}))
     section = raw[section_name] = dict(raw.get(section_name) or {})
     given = {dest: field for dest, field in options.items() if getattr(args, dest, None) is not None}
     if "model_name" in given.values() and "checkpoint" not in given.values():
         section.pop("checkpoint", None)  # an explicit --model beats the file's checkpoint
     option_layers = [option_layer("--" + dest.replace("_", "-"), getattr(args, dest), section_name, field) for dest, field in given.items()]
-    return validate_layered_config([(source, raw), *option_layers])
+    layers = [(source, raw), *option_layers]
+    return validate_layered_config(layers, schema) if schema is not None else validate_layered_config(layers)
 
 
 def add_config_options(command: argparse.ArgumentParser, help: str = "YAML file; its video_loader_config is used") -> None:

@@ -57,9 +57,10 @@ def merge_config_mappings(base: dict[str, Any], top: dict[str, Any]) -> dict[str
     return merged
 
 
-def validate_layered_config(layers: Sequence[tuple[str, dict[str, Any]]]) -> KifaruConfig:
-    """Mappings with the YAML layout, each on top of the ones before (e.g. a file, then --set,
-    then command-line options), validated together. ConfigError names, for each problem, the
+def validate_layered_config(layers: Sequence[tuple[str, dict[str, Any]]], schema: type[StrictConfig] = KifaruConfig) -> Any:
+    """Mappings with the YAML layout (``schema``: the video layout, or kifaru.config.image's),
+    each on top of the ones before (e.g. a file, then --set, then command-line options),
+    validated together. ConfigError names, for each problem, the
     layer it comes from (``source``, e.g. the file's name or the option) rather than all of them:
     the first layer after which the same problem, with the same value, is there to the end."""
     merged: dict[str, Any] = {}
@@ -68,13 +69,13 @@ def validate_layered_config(layers: Sequence[tuple[str, dict[str, Any]]]) -> Kif
         merged = merge_config_mappings(merged, mapping)
         cumulative.append((source, merged))
     try:
-        return KifaruConfig.model_validate(merged)
+        return schema.model_validate(merged)
     except ValidationError as error:
         final = error.errors()
 
     def problems(data: dict[str, Any]) -> set[tuple]:
         try:
-            KifaruConfig.model_validate(data)
+            schema.model_validate(data)
         except ValidationError as error:
             return {_problem_key(problem) for problem in error.errors()}
         return set()

@@ -21,9 +21,13 @@ class ModelClass:
 
     name: str  # as checkpoints name it (zamba's class name)
     build: Callable[[Mapping[str, Any], int], Any]  # (hyper_parameters, species count) -> torch.nn.Module
-    to_input: Callable[[Any], Any]  # uint8 clips tensor (batch, T, H, W, 3) -> what its forward takes
+    # A video class: uint8 clips tensor (batch, T, H, W, 3) -> what its forward takes; an image
+    # class: float32 (batch, 3, H, W) already preprocessed (kifaru.images.preprocess).
+    to_input: Callable[[Any], Any]
     # The state-dict prefix of the classifier head: what training replaces when the species change.
     head_prefix: str = "classifier."
+    media: str = "video"  # what it classifies: "video" (clips) or "image" (photos and crops)
+    activation: str = "sigmoid"  # per species (multi-label, zamba's video models) or "softmax"
 
 
 MODEL_CLASSES: Registry[ModelClass] = Registry("model_class", "model classes")
@@ -46,6 +50,24 @@ def model_class_names() -> list[str]:
 
 def is_known(name: str) -> bool:
     return name in MODEL_CLASSES
+
+
+_COMMAND_FOR_MEDIA = {"video": "kifaru predict", "image": "kifaru image predict"}
+
+
+def require_media(name: str, media: str, source: object) -> None:
+    """Raise ConfigError if the registered class ``name`` classifies other media than ``media``
+    (an image checkpoint given to the video commands, or the reverse), saying which command takes
+    it; an unknown class is left to the loader, which lists the known ones."""
+    from kifaru.exceptions import ConfigError
+
+    entry = MODEL_CLASSES.get(name)
+    if entry is None or entry.media == media:
+        return
+    raise ConfigError(
+        f"checkpoint {source}: a {name} classifies {entry.media}s, not {media}s: "
+        f"use `{_COMMAND_FOR_MEDIA[entry.media]}` with it, or give a {media} model's checkpoint"
+    )
 
 
 # -- zamba's two architectures -------------------------------------------------------------------
@@ -88,3 +110,24 @@ TIME_DISTRIBUTED_EFFICIENTNET = register_model_class(
     ModelClass("TimeDistributedEfficientNet", _build_time_distributed, _time_distributed_input, head_prefix="classifier.")
 )
 SLOWFAST = register_model_class(ModelClass("SlowFast", _build_slowfast, _slowfast_input, head_prefix="head."))
+
+
+# -- zamba's image classifier ----------------------------------------------------------------------
+
+
+def _build_image_classifier(hparams: Mapping[str, Any], num_classes: int) -> Any:
+    from kifaru.images.classifier import ImageNetwork
+
+    name = hparams.get("model_name")
+    if not isinstance(name, str) or not name:
+        raise ValueError("an ImageClassifierModule checkpoint names its timm network in hyper_parameters 'model_name'")
+    return ImageNetwork(name, num_classes)
+
+
+def _image_input(batch: Any) -> Any:
+    return batch
+
+
+IMAGE_CLASSIFIER_MODULE = register_model_class(
+    ModelClass("ImageClassifierModule", _build_image_classifier, _image_input, head_prefix="model.", media="image", activation="softmax")
+)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Pr
 
 from kifaru.exceptions import ConfigError
 from kifaru.registry import Registry
+from kifaru.models.model_classes import IMAGE_CLASSIFIER_MODULE
 from kifaru.models.model_classes import SLOWFAST as SLOWFAST_CLASS
 from kifaru.models.model_classes import TIME_DISTRIBUTED_EFFICIENTNET
 
@@ -117,8 +118,19 @@ class ModelEntry:
 
     @property
     def weights_env_var(self) -> str:
-        """Environment variable that points at a local copy of the weights (offline machines)."""
-        return f"KIFARU_{self.name.upper()}_WEIGHTS"
+        """Environment variable that points at a local copy of the weights (offline machines):
+        the name in capitals, other characters than letters and digits as ``_``
+        (lila.science: KIFARU_LILA_SCIENCE_WEIGHTS)."""
+        import re
+
+        return f"KIFARU_{re.sub(r'[^A-Z0-9]', '_', self.name.upper())}_WEIGHTS"
+
+    # What the commands take for a local file of these weights (``kifaru models list`` says it).
+    local_file_option = "--weights FILE to detect"
+
+    def model_summary(self) -> Optional[str]:
+        """What the checkpoint holds, in a line (``kifaru models list``); None where nothing is to say."""
+        return None
 
 
 _REGISTRY: Registry[ModelEntry] = Registry("model")
@@ -138,18 +150,31 @@ def list_models() -> Iterator[ModelEntry]:
 
 
 @dataclass(frozen=True)
-class VideoModelEntry(ModelEntry):
-    """An official video classifier: what its checkpoint holds and how zamba feeds it by default."""
+class ClassifierEntry(ModelEntry):
+    """An official classifier: the model class and species its checkpoint must hold."""
 
     model_class: str  # the checkpoint's hyper_parameters["model_class"]
-    species: tuple[str, ...]  # the checkpoint's order (the output CSV's column order)
+    # The checkpoint's order (the output CSV's column order); None where it is not published
+    # (the checkpoint's own list is used, and only its length checked).
+    species: Optional[tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class VideoModelEntry(ClassifierEntry):
+    """An official video classifier: what its checkpoint holds and how zamba feeds it by default."""
+
+    species: tuple[str, ...]
     num_frames: int
+    local_file_option = "--checkpoint FILE to predict or train"
     # zamba's official config.yaml ``video_loader_config``, as plain data.
     video_loader_config: Mapping[str, Any] = field(hash=False)
     # zamba's official config.yaml ``train_config`` (what ``zamba train`` uses without --config).
     train_config: Mapping[str, Any] = field(hash=False)
     published_metrics: tuple[tuple[str, float], ...]  # zamba's val_metrics.json, rounded
     default_for_model_class: bool = False  # the defaults zamba uses for a user checkpoint of that class
+
+    def model_summary(self) -> Optional[str]:
+        return f"{self.model_class}, {len(self.species)} species, {self.num_frames} frames"
 
     def default_video_loader_config(self) -> "VideoLoaderConfig":
         """A validated copy of this model's default ``video_loader_config``."""
@@ -352,3 +377,79 @@ SLOWFAST = _official_video_model(
 
 # The model ``model_name`` means where a config leaves it out (zamba's default).
 DEFAULT_VIDEO_MODEL = TIME_DISTRIBUTED.name
+
+
+# -- zamba's official image models (zamba 2.7.2, models/official_models/<name>/config.yaml) --------
+
+
+@dataclass(frozen=True)
+class ImageModelEntry(ClassifierEntry):
+    """An official image classifier: one timm network on a crop or a whole photo, softmax outputs."""
+
+    family: str  # how it sees a photo (kifaru.images.preprocess.FAMILIES)
+    architecture: str  # in words (the timm name is the checkpoint's own ``model_name``)
+    image_size: int  # the side of its square input
+    num_classes: Optional[int]  # known even where the species list is not published
+    local_file_option = "--checkpoint FILE to image predict"
+
+    def model_summary(self) -> Optional[str]:
+        classes = f"{self.num_classes} classes" if self.num_classes is not None else "classes as its checkpoint lists them"
+        return f"{self.model_class} ({self.architecture}), {classes}, {self.image_size} px, {self.family} preprocessing"
+
+
+def _official_image_model(name: str, file: str, **fields: Any) -> ImageModelEntry:
+    return register_model(
+        ImageModelEntry(
+            name=name,
+            kind="image_classifier",
+            weights_filename=file,
+            weights_sha256=None,  # none published: checked by S3 ETag and structure (kifaru.models.weights)
+            weights_source=S3Object(key=f"zamba_official_models/{file}"),
+            model_class=IMAGE_CLASSIFIER_MODULE.name,
+            species=None,  # not published outside the checkpoint
+            **fields,
+        )
+    )
+
+
+LILA_SCIENCE = _official_image_model(
+    "lila.science",
+    "zamba-image-base-model-2025-01-27-alpha.ckpt",
+    description="zamba's default image classifier: ConvNeXtV2-base on detector crops, 178 species and groups from LILA BC's data",
+    family="lila.science",
+    architecture="ConvNeXtV2-base",
+    image_size=224,
+    num_classes=178,
+    license="MIT",
+    credit=_ZAMBA_CREDIT,
+)
+SPECIESNET = _official_image_model(
+    "speciesnet",
+    "always_crop_99710272_22x8_v12_epoch_00148__convert_v0.0.2.pt",
+    description="Google's SpeciesNet classifier (EfficientNetV2-M, 480 px, over 2,000 classes) as converted for zamba",
+    family="speciesnet",
+    architecture="EfficientNetV2-M",
+    image_size=480,
+    num_classes=None,
+    license="Apache-2.0",
+    credit="SpeciesNet by Google (Apache License 2.0), converted to a zamba checkpoint by DrivenData",
+)
+
+# The image model ``model_name`` means where an image config leaves it out (zamba's default).
+DEFAULT_IMAGE_MODEL = LILA_SCIENCE.name
+
+
+def official_image_model_names() -> tuple[str, ...]:
+    return tuple(entry.name for entry in _REGISTRY.values() if isinstance(entry, ImageModelEntry))
+
+
+def image_model_entry(name: str) -> ImageModelEntry:
+    """The registry entry of an official image model; ``ConfigError`` naming the valid ones."""
+    from kifaru.config.base import did_you_mean
+
+    names = list(official_image_model_names())
+    entry = _REGISTRY.get(name)
+    if not isinstance(entry, ImageModelEntry):
+        what = f"'{name}' is a {entry.kind}, not an image model" if entry else f"unknown image model '{name}'"
+        raise ConfigError(f"{what}{did_you_mean(name, names) if entry is None else ''}; image models: {', '.join(names)}")
+    return entry

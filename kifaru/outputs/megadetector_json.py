@@ -24,7 +24,8 @@ ANIMAL_CATEGORY = "1"
 # MegaDetector's own map (only "1" is ever used here): Timelapse refuses to merge recognitions whose
 # category maps differ, so a file from kifaru and one from MegaDetector/AddaxAI must share it.
 DETECTION_CATEGORIES = {ANIMAL_CATEGORY: "animal", "2": "person", "3": "vehicle"}
-CLASSIFICATIONS_PER_DETECTION = 5  # the most likely species given with each box
+CLASSIFICATIONS_PER_DETECTION = 5  # the most likely species given with each box of a clip
+CLASSIFICATIONS_PER_CROP = 3  # zamba's image output: each crop's top 3
 
 
 @register_writer("megadetector_json", "detections.json", "MegaDetector batch output 1.6 (Timelapse), with species when classified")
@@ -39,6 +40,8 @@ def megadetector_data(records: Sequence[Record], run: RunDescription) -> dict[st
 
     detector = run.loader_config.megadetector_lite_config if run.loader_config is not None else None
     kept = min(detector.confidence, KEPT_BOX_THRESHOLD) if detector is not None else KEPT_BOX_THRESHOLD
+    if run.detector is not None:  # photos: the boxes were kept down to the detector's own threshold
+        kept = run.detector["boxes_kept_down_to"]
     images = [_entry(record, run, kept) for record in records]
     data: dict[str, Any] = {"info": _info(run, detector, kept), "detection_categories": dict(DETECTION_CATEGORIES)}
     if run.species:
@@ -57,6 +60,16 @@ def _entry(record: Record, run: RunDescription, kept: float) -> dict[str, Any]:
     if record.failed:
         entry["failure"] = record.reason
         entry["detections"] = None
+    elif "crops" in record.outputs:  # a photo: each crop's own species
+        by_detection = {c["detection"]: c for c in record.outputs["crops"] if c.get("detection") is not None}
+        entry["detections"] = []
+        for frame in record.frames:
+            categories = frame.get("categories") or [ANIMAL_CATEGORY] * len(frame["detections"])
+            for number, (d, category) in enumerate(zip(frame["detections"], categories)):
+                crop = by_detection.get(number)
+                animal = crop is not None and category == ANIMAL_CATEGORY  # zamba classifies animals only
+                classes = _classifications(crop.get("probabilities"), CLASSIFICATIONS_PER_CROP) if animal else None
+                entry["detections"].append(_detection(d, None, classes, category))
     else:
         classifications = _classifications(record.probabilities)
         entry["detections"] = [
@@ -70,18 +83,18 @@ def _entry(record: Record, run: RunDescription, kept: float) -> dict[str, Any]:
     return entry
 
 
-def _classifications(probabilities: Optional[Sequence[float]]) -> Optional[list[list]]:
+def _classifications(probabilities: Optional[Sequence[float]], count: int = CLASSIFICATIONS_PER_DETECTION) -> Optional[list[list]]:
     if probabilities is None:
         return None
-    ranked = sorted(range(len(probabilities)), key=lambda i: (-probabilities[i], i))[:CLASSIFICATIONS_PER_DETECTION]
+    ranked = sorted(range(len(probabilities)), key=lambda i: (-probabilities[i], i))[:count]
     return [[str(i), round(float(probabilities[i]), 4)] for i in ranked]
 
 
-def _detection(detection: Sequence[float], frame_number: Optional[int], classifications: Optional[list]) -> dict:
+def _detection(detection: Sequence[float], frame_number: Optional[int], classifications: Optional[list], category: str = ANIMAL_CATEGORY) -> dict:
     x1, y1, x2, y2, conf = (float(v) for v in detection)
     x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in (x1, y1, x2, y2))
     out: dict[str, Any] = {
-        "category": ANIMAL_CATEGORY,
+        "category": category,
         "conf": round(conf, 3),
         "bbox": [round(x1, 4), round(y1, 4), round(x2 - x1, 4), round(y2 - y1, 4)],
     }
@@ -102,7 +115,15 @@ def _info(run: RunDescription, detector: Any, kept: float) -> dict[str, Any]:
     if run.root is not None:
         custom["paths_relative_to"] = str(run.root)
     info: dict[str, Any] = {"format_version": "1.6"}
-    if detector is not None:
+    if run.detector is not None:  # photos (image predict)
+        info["detector"] = run.detector["name"]
+        info["detection_completion_time"] = now
+        info["detector_metadata"] = {
+            "typical_detection_threshold": run.detector["detections_threshold"],
+            "conservative_detection_threshold": run.detector["detections_threshold"],
+        }
+        custom["detector_settings"] = dict(run.detector)
+    elif detector is not None:
         typical = run.threshold if run.threshold is not None else detector.confidence
         info["detector"] = MEGADETECTOR_LITE.weights_filename
         info["detection_completion_time"] = now
@@ -119,15 +140,24 @@ def _info(run: RunDescription, detector: Any, kept: float) -> dict[str, Any]:
             "boxes_kept_down_to": kept,
         }
         custom["weights_credit"] = MEGADETECTOR_LITE.credit
-    else:
+    elif run.loader_config is not None:
         custom["detector_settings"] = "no detector ran: frames were chosen without one, and entries have no boxes"
+    else:
+        custom["detector_settings"] = "no detector ran: each photo was classified whole, and entries have no boxes"
     if run.species:
         info["classifier"] = run.model or "classifier"
         info["classification_completion_time"] = now
-        custom["classifications"] = (
-            f"each detection carries its clip's {CLASSIFICATIONS_PER_DETECTION} most likely species (the classifier "
-            "sees the whole clip, not the box); the predictions CSV has every species for every clip"
-        )
+        if run.loader_config is not None:
+            custom["classifications"] = (
+                f"each detection carries its clip's {CLASSIFICATIONS_PER_DETECTION} most likely species (the classifier "
+                "sees the whole clip, not the box); the predictions CSV has every species for every clip"
+            )
+        else:
+            custom["classifications"] = (
+                f"each animal detection at or above the detection threshold carries the {CLASSIFICATIONS_PER_CROP} most "
+                "likely species of its crop; a photo classified whole (crop_images false) has no box to carry them: "
+                "the predictions CSV has them"
+            )
     if run.partial is not None:
         done, total = run.partial
         custom["partial"] = {

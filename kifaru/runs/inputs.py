@@ -25,12 +25,12 @@ class Item:
     problem: Optional[str] = None  # why it is not read at all (a folder, a macOS "._" file, ...)
 
 
-def problem_of(path: Path) -> Optional[str]:
-    """Why ``path`` cannot be a media file at all, or None."""
+def problem_of(path: Path, media: str = "video") -> Optional[str]:
+    """Why ``path`` cannot be a ``media`` file ("video", "photo") at all, or None."""
     if path.name.startswith("._"):
-        return "a macOS metadata file (the '._' companion of a copied file), not a video"
+        return f"a macOS metadata file (the '._' companion of a copied file), not a {media}"
     if path.is_dir():
-        return "a folder, not a video file"
+        return f"a folder, not a {media} file"
     if not path.exists():
         return "no such file"
     return None

@@ -119,6 +119,7 @@ def resolve_predict_run(
     """
     from kifaru.models.checkpoint_info import read_checkpoint_info
     from kifaru.models.download import sha256_of
+    from kifaru.models.model_classes import require_media
     from kifaru.models.official import default_model_name
     from kifaru.models.weights import model_cache_dir, stamped_sha256
 
@@ -140,6 +141,7 @@ def resolve_predict_run(
     else:
         checkpoint_path = _official_checkpoint(config)
     checkpoint = read_checkpoint_info(checkpoint_path)  # the description only: no weights, no PyTorch
+    require_media(checkpoint.model_class, "video", checkpoint_path)
     # As zamba does, a checkpoint's model_class decides its family (and so its default loader config).
     family = default_model_name(checkpoint.model_class)
     if config.checkpoint is not None and family and "model_name" in config.model_fields_set and config.model_name != family:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from kifaru.config.run import TrainConfig
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
-from kifaru.models.model_classes import TIME_DISTRIBUTED_EFFICIENTNET
+from kifaru.models.model_classes import TIME_DISTRIBUTED_EFFICIENTNET, require_media
 
 
 @dataclass
@@ -41,6 +41,7 @@ def model_source(config: TrainConfig) -> ModelSource:
             cache_dir=Path(config.model_cache_dir) if config.model_cache_dir else None,
         )
     info = read_checkpoint_info(path)
+    require_media(info.model_class, "video", path)
     return ModelSource(info.model_class, list(info.species), dict(info.hyper_parameters), path)
 
 def train_loader_config(

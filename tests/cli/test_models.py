@@ -88,7 +88,7 @@ def test_fetch_with_a_missing_local_file(cache, tmp_path, capsys):
 def test_fetch_an_unknown_model_lists_the_valid_names(capsys):
     assert main(["models", "fetch", "nosuchmodel"]) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert "unknown model 'nosuchmodel'" in err and "known models: blank_nonblank, european, megadetector_lite, slowfast, time_distributed" in err
+    assert "unknown model 'nosuchmodel'" in err and "known models: blank_nonblank, european, lila.science, megadetector_lite, slowfast, speciesnet, time_distributed" in err
     assert main(["models", "fetch", "megadetector_lit"]) == EXIT_USAGE
     assert "did you mean 'megadetector_lite'" in capsys.readouterr().err
 

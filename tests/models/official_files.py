@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from kifaru.models.checkpoint import write_checkpoint
-from kifaru.models.registry import VideoModelEntry
+from kifaru.models.registry import ClassifierEntry, VideoModelEntry
 from kifaru.models.s3 import MODELS_URL_ENV
 
 MIB = 1 << 20
@@ -59,7 +59,7 @@ def multipart_etag(data: bytes, part_size: int) -> str:
     return f'"{combined}-{len(parts)}"'
 
 
-def publish(server, entry: VideoModelEntry, data: bytes, etag: Optional[str] = "md5") -> str:
+def publish(server, entry: ClassifierEntry, data: bytes, etag: Optional[str] = "md5") -> str:
     """Serve ``data`` as ``entry``'s checkpoint under ``/zamba_official_models/`` with ``etag``
     ("md5" for the plain MD5 ETag, ``None`` for none); return its URL."""
     url = server.add(f"{PREFIX}/{entry.weights_filename}", data)

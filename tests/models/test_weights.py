@@ -331,13 +331,13 @@ def test_a_misspelled_model_name_suggests_the_right_one():
     message = str(caught.value)
     assert "unknown model 'megadetector_lit'" in message
     assert "did you mean 'megadetector_lite'" in message
-    assert "known models: blank_nonblank, european, megadetector_lite, slowfast, time_distributed" in message
+    assert "known models: blank_nonblank, european, lila.science, megadetector_lite, slowfast, speciesnet, time_distributed" in message
 
 
 def test_an_unknown_model_name_lists_the_valid_ones():
     with pytest.raises(ConfigError) as caught:
-        get_model_entry("resnet")
-    assert "did you mean" not in str(caught.value) and "known models: blank_nonblank, european, megadetector_lite, slowfast, time_distributed" in str(caught.value)
+        get_model_entry("yolo")
+    assert "did you mean" not in str(caught.value) and "known models: blank_nonblank, european, lila.science, megadetector_lite, slowfast, speciesnet, time_distributed" in str(caught.value)
 
 
 def test_the_registry(monkeypatch):
@@ -349,6 +349,6 @@ def test_the_registry(monkeypatch):
         fresh.register(name, entry)
     monkeypatch.setattr(registry, "_REGISTRY", fresh)
     register_model(ENTRY)
-    assert [entry.name for entry in list_models()] == ["blank_nonblank", "european", "megadetector_lite", "slowfast", "time_distributed", "tiny_fake"]
+    assert [entry.name for entry in list_models()] == ["blank_nonblank", "european", "lila.science", "megadetector_lite", "slowfast", "speciesnet", "time_distributed", "tiny_fake"]
     with pytest.raises(ValueError, match="registered twice"):
         register_model(ENTRY)

@@ -35,8 +35,8 @@ def handle_list(args: argparse.Namespace) -> int:
         location = locate_weights(entry)
         where = f"{location.path} ({location.origin})" if location else "not cached (fetched on first use)"
         print(f"\n{entry.name} [{entry.kind}]: {entry.description}")
-        if isinstance(entry, VideoModelEntry):
-            print(f"  model:   {entry.model_class}, {len(entry.species)} species, {entry.num_frames} frames")
+        if entry.model_summary() is not None:
+            print(f"  model:   {entry.model_summary()}")
         if entry.weights_sha256 is not None:
             print(f"  weights: {entry.weights_filename}, sha256 {entry.weights_sha256[:16]}...")
         else:
@@ -49,9 +49,10 @@ def handle_list(args: argparse.Namespace) -> int:
         if isinstance(entry, VideoModelEntry):
             print(f"  figures: {entry.published_figures}")
         print(f"  license: {entry.license}; {entry.credit}")
-        # Each command's own option for a local file: detect takes the detector's, predict and train a checkpoint.
-        option = "--checkpoint FILE to predict or train" if isinstance(entry, VideoModelEntry) else "--weights FILE to detect"
-        print(f"  offline: `kifaru models fetch {entry.name} --weights FILE` imports a copy; or set {entry.weights_env_var}; or pass {option}")
+        print(
+            f"  offline: `kifaru models fetch {entry.name} --weights FILE` imports a copy; or set {entry.weights_env_var}; "
+            f"or pass {entry.local_file_option}"
+        )
     return EXIT_OK
 
 

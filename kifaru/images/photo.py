@@ -1,0 +1,89 @@
+"""Reading a camera-trap photo as an upright 8-bit RGB picture, or saying exactly why it cannot be.
+
+Whatever the file is, the result is either the picture the camera took or a typed error naming the
+problem, never a picture made up to fill a gap: an empty file, a truncated JPEG (PIL would grey out
+the missing part only if told to; kifaru does not tell it) or a file that is not an image is an
+error. What can be read faithfully is: the EXIF orientation applied (a camera held on its side),
+CMYK and grayscale converted to RGB, 16-bit PNGs scaled to 8 bits (PIL's own conversion clips them
+to white), transparency dropped, a PNG or WebP named ``.jpg`` read for what it is (with a note).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from kifaru.exceptions import EmptyMediaError, MediaNotFoundError, NotAPhotoError
+
+# Photos above this many pixels are refused rather than decoded: 200 MP of RGB is 600 MB per
+# worker, and no camera trap takes them (an 8000 x 6000 photo is 48 MP).
+MAX_PIXELS = 200_000_000
+_FORMAT_SUFFIXES = {"JPEG": {".jpg", ".jpeg"}, "PNG": {".png"}, "WEBP": {".webp"}, "TIFF": {".tif", ".tiff"}, "BMP": {".bmp"}}
+
+
+@dataclass
+class Photo:
+    """An upright RGB picture (``pixels``: uint8, height x width x 3) and what was noticed reading it."""
+
+    pixels: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def image(self) -> Image.Image:
+        return Image.fromarray(self.pixels)
+
+
+def read_photo(path: str | Path) -> Photo:
+    """The photo at ``path`` (see the module); MediaNotFoundError, EmptyMediaError or
+    NotAPhotoError (a file that is not a readable image) otherwise, each with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaNotFoundError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise EmptyMediaError(path, "file is empty (0 bytes)")
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise NotAPhotoError(path, f"{image.width} x {image.height} pixels: larger than the {MAX_PIXELS // 1_000_000} MP kifaru reads")
+                suffixes = _FORMAT_SUFFIXES.get(image.format or "")
+                if suffixes is not None and path.suffix.lower() not in suffixes:
+                    notes.append(f"a {image.format} file named {path.suffix}: read as {image.format}")
+                image.load()  # a truncated file fails here (PIL's LOAD_TRUNCATED_IMAGES stays off)
+                upright = ImageOps.exif_transpose(image)
+                if upright is not image and image.getexif().get(0x0112, 1) != 1:
+                    notes.append(f"turned upright (EXIF orientation {image.getexif().get(0x0112)})")
+                pixels = _rgb(upright)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise NotAPhotoError(path, f"too large to read ({error})") from None
+    except UnidentifiedImageError:
+        raise NotAPhotoError(path, "not an image file kifaru can read (JPEG, PNG, WebP, TIFF, BMP)") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise NotAPhotoError(path, f"the image cannot be decoded ({error}); is the file complete?") from None
+    return Photo(pixels, notes)
+
+
+def _rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) gray: scale to 8 bits instead of clipping at 255.
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        gray = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if image.mode == "F":
+        gray = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    return np.asarray(image.convert("RGB"))

@@ -1,0 +1,439 @@
+"""``predict_images``: the species in every photo, one row per animal the detector found (or per
+photo), written as zamba's ``zamba image predict`` writes them.
+
+A run on the engine (kifaru.runs.engine): photos are read, and the animals in them found by the
+detector chosen by name (kifaru.detection.registry), in worker processes, where a photo that kills
+its worker becomes its failure record; the classifier runs here on batches of crops. Unlike zamba
+2.7.2, every photo gets rows or a failure record:
+
+- ``crop_images: true`` (the default): one row per detection at or above ``detections_threshold``
+  (its category, confidence, pixel box and the species probabilities of its crop); a photo in
+  which nothing reaches it gets one row with no box and no probabilities (zamba drops the photo);
+- ``crop_images: false``: one row per photo, classified whole (zamba crops anyway);
+- a photo that cannot be used: a row of ``zamba_predictions_failures.csv`` (``filepath, stage,
+  reason``), and a ``failure`` entry in MegaDetector output.
+
+Outputs in ``save_dir``: ``results_file_name`` (``zamba_predictions.csv``, or ``.json`` for
+``results_file_format: megadetector``: MegaDetector batch format 1.6 with each crop's species as
+its detection's classifications, paths relative to ``data_dir`` or ``relative_to``), the failures
+CSV, and ``image_predict_configuration.yaml``. Each photo's record goes to the journal as it is
+done: a stopped run started again with the same settings continues; other settings are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import yaml
+
+from kifaru.config.image import ImagePredictConfig, ResultsFormat
+from kifaru.exceptions import ConfigError
+from kifaru.files import write_text_atomically
+from kifaru.outputs import RunDescription, write_outputs
+from kifaru.outputs.failures_csv import FAILURES_CSV
+from kifaru.runs.backends import backend_for
+from kifaru.runs.engine import run_items
+from kifaru.runs.image_tasks import GivenBox, LoadedPhoto, LoadPhoto, PhotoSettings
+from kifaru.runs.inputs import Item, problem_of
+from kifaru.runs.journal import Journal, check_finished_outputs
+from kifaru.runs.records import STAGE_MODEL, STATUS_FAILED, Record
+
+CONFIGURATION_YAML = "image_predict_configuration.yaml"
+PROGRESS_FILE = ".kifaru-image-predict-progress.jsonl"
+OVERWRITE_HINT = "--overwrite (overwrite: true)"
+ProgressCallback = Callable[[Record, int, int], None]
+
+
+class ImagePredictWarning(UserWarning):
+    """Something about an image prediction run the user should know."""
+
+
+@dataclass
+class ImageRun:
+    """Everything an image prediction run needs, resolved: photos, model, detector, outputs."""
+
+    config: ImagePredictConfig  # with checkpoint, model_name and save_dir filled in
+    checkpoint: Any  # kifaru.models.checkpoint_info.VideoModelCheckpoint, without its weights
+    checkpoint_sha256: str
+    family: str
+    image_size: int
+    device: str
+    files: list[Item]
+    duplicates: int = 0
+    ignored: str = ""
+    photo_settings: Optional[PhotoSettings] = None
+    root: Optional[Path] = None
+    base: Path = field(default_factory=Path.cwd)
+    detector: Any = None  # a loaded detector to run in this process (tests), else the task loads one
+
+    @property
+    def species(self) -> list[str]:
+        return list(self.checkpoint.species)
+
+    @property
+    def save_dir(self) -> Path:
+        return Path(self.config.save_dir)
+
+    @property
+    def results_name(self) -> str:
+        return self.config.results_path_name
+
+    @property
+    def writers(self) -> dict[str, str]:
+        """writer name -> file name."""
+        if self.config.results_file_format == ResultsFormat.megadetector:
+            return {"megadetector_json": self.results_name}
+        return {"zamba_image_csv": self.results_name, "failures_csv": FAILURES_CSV}
+
+    @property
+    def loading_processes(self) -> int:
+        from kifaru.runtime.device import usable_cores
+
+        return min(self.config.num_workers, usable_cores())
+
+    def finished_outputs(self) -> list[Path]:
+        return [self.save_dir / self.results_name]
+
+    def journal(self) -> Journal:
+        settings = self.photo_settings
+        header = {
+            "kifaru_image_predict_progress": 1,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "family": self.family,
+            "image_size": self.image_size,
+            "crop_images": self.config.crop_images,
+            "detections_threshold": self.config.detections_threshold,
+            "detector": None if settings is None or settings.given_boxes is not None else self.config.detector,
+            "given_boxes": None if settings is None or settings.given_boxes is None else _digest(settings.given_boxes),
+        }
+        return Journal(self.save_dir / PROGRESS_FILE, header, outputs=self.finished_outputs(), overwrite_hint=OVERWRITE_HINT)
+
+    def description(self, partial: Optional[tuple[int, int]] = None) -> RunDescription:
+        settings = self.photo_settings
+        detector = None
+        if self.config.crop_images and settings is not None:
+            detector = {
+                "name": "boxes given" if settings.given_boxes is not None else self.config.detector,
+                "detections_threshold": self.config.detections_threshold,
+                "boxes_kept_down_to": settings.kept_threshold,
+            }
+        return RunDescription(
+            "image predict",
+            species=self.species,
+            predict_config=self.config,
+            model=Path(self.config.checkpoint).name,
+            threshold=self.config.detections_threshold,
+            root=self.root,
+            base=self.base,
+            partial=partial,
+            detector=detector,
+        )
+
+
+def _digest(boxes: dict[str, list[GivenBox]]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(boxes, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- resolving ------------------------------------------------------------------------------
+
+
+def resolve_image_run(
+    config: ImagePredictConfig, *, relative_to: Optional[Path] = None, detections_file: Optional[Path] = None, detector: Any = None
+) -> ImageRun:
+    """The explicit step: find the photos, fetch and read the checkpoint, pick the device, prepare
+    the detector (weights fetched and checked before any worker starts) and check the outputs can
+    be written. Raises ConfigError (or another KifaruError) naming the problem before any photo is
+    read. ``detections_file``: a MegaDetector batch JSON whose boxes are cropped instead of
+    running a detector; ``detector``: a loaded detector (``find``) to use in this process (tests)."""
+    from kifaru.detection.registry import DETECTORS
+    from kifaru.images.preprocess import family_of, input_size
+    from kifaru.models.checkpoint_info import read_checkpoint_info
+    from kifaru.models.download import sha256_of
+    from kifaru.models.model_classes import require_media
+    from kifaru.models.weights import model_cache_dir, stamped_sha256
+    from kifaru.outputs.paths import choose_root
+
+    save_dir = Path(config.save_dir) if config.save_dir is not None else Path.cwd()
+    files, duplicates, ignored = _input_photos(config)
+    base = Path.cwd()
+    root = None
+    if config.results_file_format == ResultsFormat.megadetector or detections_file is not None:
+        data_dir = Path(config.data_dir) if config.data_dir is not None else None
+        root = choose_root([item.name for item in files], base, relative_to=relative_to, data_dir=data_dir)
+    checking = config.save and not config.overwrite
+    if checking:
+        check_finished_outputs(save_dir / PROGRESS_FILE, [save_dir / config.results_path_name], overwrite_hint=OVERWRITE_HINT)
+
+    checkpoint_path = Path(config.checkpoint) if config.checkpoint is not None else _official_checkpoint(config)
+    checkpoint = read_checkpoint_info(checkpoint_path)
+    require_media(checkpoint.model_class, "image", checkpoint_path)
+    family = family_of(checkpoint.hyper_parameters)
+    size = input_size(checkpoint.hyper_parameters, family, config.image_size)
+    device = _device(config.gpus)
+    resolved = config.model_copy(
+        update={
+            "checkpoint": checkpoint_path,
+            "save_dir": save_dir,
+            "model_name": config.model_name if config.checkpoint is None else None,
+            "model_cache_dir": model_cache_dir(config.model_cache_dir),
+            "image_size": size,
+        }
+    )
+    entry = DETECTORS[config.detector]
+    given = _given_boxes(detections_file, files, root, base) if detections_file is not None else None
+    weights = None
+    if config.crop_images and given is None and detector is None:
+        weights = entry.prepare(None, device if device.startswith("cuda") else "cpu")
+    settings = PhotoSettings(
+        crop_images=config.crop_images,
+        detections_threshold=config.detections_threshold,
+        family=family.name,
+        image_size=size,
+        detector=config.detector if config.crop_images and given is None else None,
+        detector_weights=weights,
+        device=device if device.startswith("cuda") else "cpu",
+        given_boxes=given,
+        kept_threshold=min(entry.kept_threshold, config.detections_threshold),
+    )
+    run = ImageRun(
+        config=resolved,
+        checkpoint=checkpoint,
+        checkpoint_sha256=stamped_sha256(checkpoint_path) or sha256_of(checkpoint_path),
+        family=family.name,
+        image_size=size,
+        device=device,
+        files=files,
+        duplicates=duplicates,
+        ignored=ignored,
+        photo_settings=settings,
+        root=root,
+        base=base,
+        detector=detector,
+    )
+    if checking:
+        run.journal().earlier()  # an interrupted run here must have been made with these settings
+    return run
+
+
+def _official_checkpoint(config: ImagePredictConfig) -> Path:
+    from kifaru.models.registry import image_model_entry
+    from kifaru.models.s3 import normalize_region
+    from kifaru.models.weights import resolve_weights
+
+    entry = image_model_entry(config.model_name or "")
+    cache_dir = Path(config.model_cache_dir) if config.model_cache_dir else None
+    return resolve_weights(entry, region=normalize_region(config.weight_download_region), cache_dir=cache_dir)
+
+
+def _device(gpus: Optional[int]) -> str:
+    from kifaru.runtime.device import check_device
+
+    device = check_device(gpus, "gpus")
+    if gpus is not None and gpus > 1:
+        warnings.warn(ImagePredictWarning(f"gpus {gpus}: kifaru image predict runs the model on one GPU"), stacklevel=3)
+    return device
+
+
+def image_suffixes() -> frozenset[str]:
+    """The suffixes taken as photos: env ``IMAGE_SUFFIXES`` (zamba's, comma-separated) or kifaru's list."""
+    import os
+
+    from kifaru.video.media import IMAGE_SUFFIXES
+
+    from_env = os.environ.get("IMAGE_SUFFIXES")
+    if from_env:
+        return frozenset(s.strip().lower() if s.strip().startswith(".") else f".{s.strip().lower()}" for s in from_env.split(",") if s.strip())
+    return IMAGE_SUFFIXES
+
+
+def _input_photos(config: ImagePredictConfig) -> tuple[list[Item], int, str]:
+    """The photos, in zamba's order (sorted by path), each named as zamba names it."""
+    from kifaru.runs.inputs import list_videos, read_filepaths_csv
+
+    if config.filepaths is not None:
+        listed, duplicates = read_filepaths_csv(Path(config.filepaths), "filepaths")
+        data_dir = config.data_dir
+        names = sorted(p if data_dir is None or Path(p).is_absolute() else str(Path(data_dir) / p) for p in listed)
+        files = [Item(i, name, Path(name), problem_of(Path(name), "photo")) for i, name in enumerate(names)]
+        if all(f.problem == "no such file" for f in files):
+            raise ConfigError(
+                f"filepaths {config.filepaths}: none of its {len(files)} files exist (e.g. {files[0].path}). "
+                "Give absolute paths, or paths relative to data_dir."
+            )
+        return files, duplicates, ""
+    if config.data_dir is None:
+        raise ConfigError("give data_dir (a folder of photos) or filepaths (a CSV with a 'filepath' column)")
+    listing = list_videos(Path(config.data_dir), image_suffixes())
+    if not listing.videos:
+        raise ConfigError(f"data_dir {config.data_dir}: no photos found in it (searched recursively; suffixes {', '.join(sorted(image_suffixes()))})")
+    names = sorted(str(p.resolve()) for p in listing.videos)
+    return [Item(i, name, Path(name), problem_of(Path(name), "photo")) for i, name in enumerate(names)], 0, listing.describe_ignored()
+
+
+def _given_boxes(path: Path, files: Sequence[Item], root: Optional[Path], base: Path) -> dict[str, list[GivenBox]]:
+    """Boxes from a MegaDetector batch file, by item name. Its ``file`` entries are paths relative
+    to the folder Timelapse opens, where such a file is kept: they are matched to the photos by
+    their path relative to the file's own folder, else to ``root`` (the data folder)."""
+    from kifaru.outputs.paths import absolute
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        entries = data["images"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"detections file {path}: not a MegaDetector batch output file ({error})") from None
+    by_file: dict[str, list[GivenBox]] = {}
+    for entry in entries:
+        boxes = []
+        for detection in entry.get("detections") or []:
+            try:
+                boxes.append(([float(v) for v in detection["bbox"]], float(detection["conf"]), str(detection["category"])))
+            except (KeyError, TypeError, ValueError) as error:
+                raise ConfigError(f"detections file {path}: a detection of {entry.get('file')} has no usable bbox/conf/category ({error})") from None
+        by_file[str(entry.get("file", "")).replace("\\", "/")] = boxes
+    folders = [absolute(str(Path(path).parent), base)] + ([Path(root).resolve()] if root is not None else [])
+    given = {}
+    for item in files:
+        photo = absolute(item.name, base)
+        for folder in folders:
+            key = photo.relative_to(folder).as_posix() if photo.is_relative_to(folder) else None
+            if key in by_file:
+                given[item.name] = by_file[key]
+                break
+    if files and not given:
+        raise ConfigError(
+            f"detections file {path}: none of its {len(by_file)} entries names one of the photos "
+            f"(paths relative to {' or '.join(map(str, folders))})"
+        )
+    return given
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ImagePredictReport:
+    run: ImageRun
+    records: list[Record]
+    resumed: int
+    outputs: dict[str, Path]
+
+    @property
+    def failed(self) -> list[Record]:
+        return [r for r in self.records if r.failed]
+
+    @property
+    def predicted(self) -> list[Record]:
+        return [r for r in self.records if not r.failed]
+
+    def predictions_csv(self) -> str:
+        from kifaru.outputs.zamba_image_csv import image_predictions_csv
+
+        return image_predictions_csv(self.records, self.run.description())
+
+
+def predict_images(
+    config: ImagePredictConfig, *, run: Optional[ImageRun] = None, progress: Optional[ProgressCallback] = None, relative_to: Optional[Path] = None
+) -> ImagePredictReport:
+    """Predict every photo and write the outputs (unless ``save`` is false); see the module."""
+    run = run or resolve_image_run(config, relative_to=relative_to)
+    saving = run.config.save
+
+    def before_work(todo: Sequence[Item], resuming: bool) -> None:
+        if saving:
+            run.save_dir.mkdir(parents=True, exist_ok=True)
+            _write_configuration(run, resuming)
+
+    def write(records: list[Record], partial: Optional[tuple[int, int]]) -> dict[str, Path]:
+        if not saving:
+            return {}
+        filenames = run.writers
+        written = write_outputs(run.save_dir, list(filenames), records, run.description(partial), filenames)
+        return {**written, "configuration": run.save_dir / CONFIGURATION_YAML}
+
+    result = run_items(
+        run.files,
+        lambda todo, finish: _predict_photos(run, todo, finish),
+        journal=run.journal() if saving else None,
+        overwrite=bool(run.config.overwrite),
+        write=write,
+        progress=progress,
+        before_work=before_work,
+    )
+    return ImagePredictReport(run, result.records, result.resumed, result.outputs)
+
+
+def _predict_photos(run: ImageRun, todo: Sequence[Item], finish: Callable[[Record], None]) -> None:
+    from kifaru.images.classifier import ImageClassifier
+
+    task = LoadPhoto(run.photo_settings, detector=run.detector)
+    workers = 0 if task.detector is not None else run.loading_processes
+    with backend_for(task, workers) as backend:
+        results = backend.map(todo)  # workers start reading photos while the model is loaded
+        classifier = ImageClassifier.from_file(run.checkpoint.path, run.device, run.image_size)
+        batch: list[LoadedPhoto] = []
+
+        def flush() -> None:
+            for loaded, probabilities in _classify(classifier, batch):
+                record = loaded.record
+                if isinstance(probabilities, str):
+                    record.status, record.stage, record.reason = STATUS_FAILED, STAGE_MODEL, probabilities
+                else:
+                    for crop, row in zip(record.outputs["crops"], probabilities):
+                        crop["probabilities"] = [float(p) for p in row]
+                finish(record)
+            batch.clear()
+
+        for loaded in results:
+            if loaded.inputs is None:  # a failure, or a photo with nothing to classify
+                finish(loaded.record)
+                continue
+            batch.append(loaded)
+            if sum(len(b.inputs) for b in batch) >= run.config.batch_size:
+                flush()
+        flush()
+
+
+def _classify(classifier: Any, batch: list[LoadedPhoto]) -> list[tuple[LoadedPhoto, Any]]:
+    """(photo, probabilities per input) for each photo; one the model fails on gets the reason."""
+    import numpy as np
+
+    if not batch:
+        return []
+    try:
+        probabilities = classifier.predict_proba(np.concatenate([b.inputs for b in batch]))
+    except Exception as error:
+        if len(batch) == 1:
+            return [(batch[0], f"the model failed on its crops ({type(error).__name__}: {error})")]
+        return [pair for photo in batch for pair in _classify(classifier, [photo])]
+    out, start = [], 0
+    for photo in batch:
+        out.append((photo, probabilities[start : start + len(photo.inputs)]))
+        start += len(photo.inputs)
+    return out
+
+
+def _write_configuration(run: ImageRun, resuming: bool) -> None:
+    path = run.save_dir / CONFIGURATION_YAML
+    started = None
+    if resuming:
+        try:
+            started = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("inference_start_time")
+        except (OSError, yaml.YAMLError, AttributeError):
+            started = None
+    configuration = {
+        "model_class": run.checkpoint.model_class,
+        "model_name": run.checkpoint.hyper_parameters.get("model_name"),
+        "model_family": run.family,
+        "species": run.species,
+        "predict_config": run.config.model_dump(mode="json", exclude={"filepaths"}),
+        "inference_start_time": started or datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),
+        "classifier_runtime": "pytorch",
+    }
+    write_text_atomically(path, yaml.safe_dump(configuration))

@@ -1,0 +1,65 @@
+"""Photos and image checkpoints for tests, made on the fly: real photos (scikit-image's), drawn
+ones, and tiny random-weight timm classifiers saved as zamba's ImageClassifierModule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+SPECIES = ["blank", "cat", "elephant", "zebra"]
+
+
+def cat_photo() -> Image.Image:
+    """scikit-image's photo of a cat (300x451), RGB."""
+    from skimage import data
+
+    return Image.fromarray(data.chelsea())
+
+
+def drawn_photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A smooth coloured scene with a block in it, different for each seed."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width]
+    base = rng.uniform(40, 200, 3)
+    slope = rng.uniform(-0.3, 0.3, (2, 3))
+    pixels = base + x[..., None] * slope[0] + y[..., None] * slope[1]
+    x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
+    pixels[y0 : y0 + height // 3, x0 : x0 + width // 3] = rng.uniform(0, 255, 3)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def save_photos(folder: Path, count: int, suffix: str = ".jpg", start: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(start, start + count):
+        path = folder / f"photo_{index:03d}{suffix}"
+        drawn_photo(index).save(path)
+        paths.append(path)
+    return paths
+
+
+def write_image_checkpoint(
+    path: Path,
+    species: Sequence[str] = SPECIES,
+    model_name: str = "test_convnext",
+    seed: int = 0,
+    family: Optional[str] = "lila.science",
+    image_size: int = 64,
+) -> Path:
+    """A random-weight ImageClassifierModule checkpoint of the timm network ``model_name``, with
+    the weights drawn by seed (tests/models/random_checkpoint.py), so its outputs vary by input."""
+    from kifaru.images.classifier import ImageNetwork
+    from kifaru.models.checkpoint import write_checkpoint
+    from tests.models.random_checkpoint import random_state_dict
+
+    network = ImageNetwork(model_name, len(species))
+    network.model.load_state_dict(random_state_dict(network.model, seed))
+    hparams = {"model_name": model_name, "image_size": image_size}
+    if family is not None:
+        hparams["model_family"] = family
+    write_checkpoint(path, network, "ImageClassifierModule", list(species), hparams)
+    return path
