@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,6 +33,7 @@ class Photo:
 
     pixels: np.ndarray
     notes: list[str] = field(default_factory=list)
+    taken: Optional[datetime] = None  # EXIF DateTimeOriginal (bursts: kifaru.images.sequences)
 
     @property
     def width(self) -> int:
@@ -63,6 +66,9 @@ def read_photo(path: str | Path) -> Photo:
                 if suffixes is not None and path.suffix.lower() not in suffixes:
                     notes.append(f"a {image.format} file named {path.suffix}: read as {image.format}")
                 image.load()  # a truncated file fails here (PIL's LOAD_TRUNCATED_IMAGES stays off)
+                from kifaru.images.sequences import taken_at
+
+                taken = taken_at(image.getexif())
                 upright = ImageOps.exif_transpose(image)
                 if upright is not image and image.getexif().get(0x0112, 1) != 1:
                     notes.append(f"turned upright (EXIF orientation {image.getexif().get(0x0112)})")
@@ -73,7 +79,7 @@ def read_photo(path: str | Path) -> Photo:
         raise NotAPhotoError(path, "not an image file kifaru can read (JPEG, PNG, WebP, TIFF, BMP)") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise NotAPhotoError(path, f"the image cannot be decoded ({error}); is the file complete?") from None
-    return Photo(pixels, notes)
+    return Photo(pixels, notes, taken)
 
 
 def _rgb(image: Image.Image) -> np.ndarray:

@@ -106,7 +106,7 @@ class S3Object:
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    kind: str  # "detector" (frame selection / detection) or "video_classifier"
+    kind: str  # "detector" (frame selection / detection), "video_classifier" or "image_classifier"
     description: str
     weights_filename: str
     # None where no checksum is published (zamba's video models): the download is checked against

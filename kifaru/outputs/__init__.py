@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from kifaru.files import write_text_atomically
 from kifaru.registry import Registry
 from kifaru.runs.records import Record
+
+if TYPE_CHECKING:
+    from kifaru.images.sequences import Grouping
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,10 @@ class RunDescription:
     partial: Optional[tuple[int, int]] = None  # (items done, items in the run) of an interrupted run
     # A photo detector's settings (image predict): name, detections_threshold, boxes_kept_down_to.
     detector: Optional[dict[str, Any]] = None
+    # Bursts (image predict with sequences): each photo's sequence, and how a sequence's photos
+    # make one event (kifaru.images.sequences.AGGREGATIONS).
+    sequences: Optional["Grouping"] = None
+    aggregation: str = "mean"
 
     def with_partial(self, partial: Optional[tuple[int, int]]) -> "RunDescription":
         from dataclasses import replace
@@ -86,4 +93,4 @@ def write_outputs(
 
 
 # The writers register themselves when imported (pure: no I/O at import).
-from kifaru.outputs import detection_summary, failures_csv, megadetector_json, zamba_csv, zamba_image_csv  # noqa: E402,F401
+from kifaru.outputs import detection_summary, failures_csv, megadetector_json, sequence_csv, zamba_csv, zamba_image_csv  # noqa: E402,F401

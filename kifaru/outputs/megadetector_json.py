@@ -8,7 +8,9 @@ given to each of its detections as ``classifications`` (``[[category id, probabi
 most likely first) with ``classification_categories``, so Timelapse shows species per video.
 A file without a result has a ``failure`` string and ``detections: null`` (and ``frame_rate``
 -1). The format has no field for notes: a file's are in an extra ``notes`` list in its entry
-(readers ignore keys they do not know). A partial run says so in ``info.custom_metadata``.
+(readers ignore keys they do not know). A partial run says so in ``info.custom_metadata``. With sequences (bursts), each photo's entry has
+its ``seq_id`` and ``info.custom_metadata.sequences`` lists the sequences with their files and
+their most likely classes as one event.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ def megadetector_data(records: Sequence[Record], run: RunDescription) -> dict[st
     if run.detector is not None:  # photos: the boxes were kept down to the detector's own threshold
         kept = run.detector["boxes_kept_down_to"]
     images = [_entry(record, run, kept) for record in records]
-    data: dict[str, Any] = {"info": _info(run, detector, kept), "detection_categories": dict(DETECTION_CATEGORIES)}
+    info = _info(run, detector, kept)
+    if run.sequences is not None:
+        info["custom_metadata"]["sequences"] = _sequences(records, run)
+    data: dict[str, Any] = {"info": info, "detection_categories": dict(DETECTION_CATEGORIES)}
     if run.species:
         data["classification_categories"] = {str(i): name for i, name in enumerate(run.species)}
     data["images"] = images
@@ -51,7 +56,7 @@ def megadetector_data(records: Sequence[Record], run: RunDescription) -> dict[st
 
 
 def _entry(record: Record, run: RunDescription, kept: float) -> dict[str, Any]:
-    entry: dict[str, Any] = {"file": relative_path(record.item, run.root, run.base) if run.root else record.item}
+    entry: dict[str, Any] = {"file": _file_name(record.item, run)}
     video = record.media == MEDIA_VIDEO
     if video:
         entry["frame_rate"] = -1.0 if record.failed else float(record.frame_rate or -1.0)
@@ -78,9 +83,37 @@ def _entry(record: Record, run: RunDescription, kept: float) -> dict[str, Any]:
             for d in f["detections"]
             if d[4] >= kept
         ]
+    if run.sequences is not None and record.item in run.sequences.seq_ids:
+        entry["seq_id"] = run.sequences.seq_ids[record.item]
     if record.notes:
         entry["notes"] = list(record.notes)
     return entry
+
+
+def _file_name(item: str, run: RunDescription) -> str:
+    """A file as the entries name it: relative to Timelapse's root folder where there is one."""
+    return relative_path(item, run.root, run.base) if run.root else item
+
+
+def _sequences(records: Sequence[Record], run: RunDescription) -> dict[str, Any]:
+    """The bursts: each sequence's files and the classes of the sequence as one event."""
+    from kifaru.outputs.sequence_csv import sequence_scores
+
+    scores = sequence_scores(records, run)
+    grouping = run.sequences
+    return {
+        "grouped": grouping.rule,
+        "aggregation": run.aggregation,
+        "untimed_files": [_file_name(item, run) for item in grouping.untimed],
+        "sequences": [
+            {
+                "seq_id": seq_id,
+                "files": [_file_name(item, run) for item in items],
+                "classifications": _classifications(None if scores[seq_id] is None else list(scores[seq_id]), CLASSIFICATIONS_PER_DETECTION),
+            }
+            for seq_id, items in sorted(grouping.sequences().items())
+        ],
+    }
 
 
 def _classifications(probabilities: Optional[Sequence[float]], count: int = CLASSIFICATIONS_PER_DETECTION) -> Optional[list[list]]:

@@ -27,7 +27,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import yaml
 
@@ -39,9 +39,13 @@ from kifaru.outputs.failures_csv import FAILURES_CSV
 from kifaru.runs.backends import backend_for
 from kifaru.runs.engine import run_items
 from kifaru.runs.image_tasks import GivenBox, LoadedPhoto, LoadPhoto, PhotoSettings
-from kifaru.runs.inputs import Item, problem_of
+from kifaru.runs.image_inputs import given_boxes, given_sequence_ids, input_photos
+from kifaru.runs.inputs import Item
 from kifaru.runs.journal import Journal, check_finished_outputs
 from kifaru.runs.records import STAGE_MODEL, STATUS_FAILED, Record
+
+if TYPE_CHECKING:
+    from kifaru.images.sequences import Grouping
 
 CONFIGURATION_YAML = "image_predict_configuration.yaml"
 PROGRESS_FILE = ".kifaru-image-predict-progress.jsonl"
@@ -70,6 +74,30 @@ class ImageRun:
     root: Optional[Path] = None
     base: Path = field(default_factory=Path.cwd)
     detector: Any = None  # a loaded detector to run in this process (tests), else the task loads one
+    given_seq_ids: dict[str, str] = field(default_factory=dict)  # photo -> the seq_id column's
+
+    @property
+    def sequences_on(self) -> bool:
+        """Bursts: asked for (``sequences: true``), or given by a seq_id column of the filepaths."""
+        return self.config.sequences or bool(self.given_seq_ids)
+
+    @property
+    def sequences_name(self) -> str:
+        return f"{Path(self.results_name).stem}_sequences.csv"
+
+    def grouping(self, records: Sequence[Record]) -> Optional["Grouping"]:
+        """Each photo's sequence (None without sequences). Given seq_ids keep every photo, failed
+        ones too; grouping by time leaves out the photos that failed (their time is unknown)."""
+        from kifaru.images.sequences import PhotoInBurst, group_sequences
+
+        if not self.sequences_on:
+            return None
+        photos = [
+            PhotoInBurst(r.item, _taken(r), self.given_seq_ids.get(r.item))
+            for r in records
+            if r.item in self.given_seq_ids or not r.failed
+        ]
+        return group_sequences(photos, self.config.sequence_gap_seconds)
 
     @property
     def species(self) -> list[str]:
@@ -87,8 +115,10 @@ class ImageRun:
     def writers(self) -> dict[str, str]:
         """writer name -> file name."""
         if self.config.results_file_format == ResultsFormat.megadetector:
-            return {"megadetector_json": self.results_name}
-        return {"zamba_image_csv": self.results_name, "failures_csv": FAILURES_CSV}
+            writers = {"megadetector_json": self.results_name}
+        else:
+            writers = {"zamba_image_csv": self.results_name, "failures_csv": FAILURES_CSV}
+        return {**writers, "sequence_csv": self.sequences_name} if self.sequences_on else writers
 
     @property
     def loading_processes(self) -> int:
@@ -113,7 +143,7 @@ class ImageRun:
         }
         return Journal(self.save_dir / PROGRESS_FILE, header, outputs=self.finished_outputs(), overwrite_hint=OVERWRITE_HINT)
 
-    def description(self, partial: Optional[tuple[int, int]] = None) -> RunDescription:
+    def description(self, partial: Optional[tuple[int, int]] = None, records: Sequence[Record] = ()) -> RunDescription:
         settings = self.photo_settings
         detector = None
         if self.config.crop_images and settings is not None:
@@ -132,7 +162,14 @@ class ImageRun:
             base=self.base,
             partial=partial,
             detector=detector,
+            sequences=self.grouping(records),
+            aggregation=self.config.aggregation,
         )
+
+
+def _taken(record: Record) -> Optional[datetime]:
+    taken = record.outputs.get("taken")
+    return datetime.fromisoformat(taken) if taken else None
 
 
 def _digest(boxes: dict[str, list[GivenBox]]) -> str:
@@ -161,7 +198,7 @@ def resolve_image_run(
     from kifaru.outputs.paths import choose_root
 
     save_dir = Path(config.save_dir) if config.save_dir is not None else Path.cwd()
-    files, duplicates, ignored = _input_photos(config)
+    files, duplicates, ignored = input_photos(config)
     base = Path.cwd()
     root = None
     if config.results_file_format == ResultsFormat.megadetector or detections_file is not None:
@@ -187,7 +224,7 @@ def resolve_image_run(
         }
     )
     entry = DETECTORS[config.detector]
-    given = _given_boxes(detections_file, files, root, base) if detections_file is not None else None
+    given = given_boxes(detections_file, files, root, base) if detections_file is not None else None
     weights = None
     if config.crop_images and given is None and detector is None:
         weights = entry.prepare(None, device if device.startswith("cuda") else "cpu")
@@ -216,6 +253,7 @@ def resolve_image_run(
         root=root,
         base=base,
         detector=detector,
+        given_seq_ids=given_sequence_ids(Path(config.filepaths) if config.filepaths is not None else None, config.data_dir),
     )
     if checking:
         run.journal().earlier()  # an interrupted run here must have been made with these settings
@@ -241,79 +279,6 @@ def _device(gpus: Optional[int]) -> str:
     return device
 
 
-def image_suffixes() -> frozenset[str]:
-    """The suffixes taken as photos: env ``IMAGE_SUFFIXES`` (zamba's, comma-separated) or kifaru's list."""
-    import os
-
-    from kifaru.video.media import IMAGE_SUFFIXES
-
-    from_env = os.environ.get("IMAGE_SUFFIXES")
-    if from_env:
-        return frozenset(s.strip().lower() if s.strip().startswith(".") else f".{s.strip().lower()}" for s in from_env.split(",") if s.strip())
-    return IMAGE_SUFFIXES
-
-
-def _input_photos(config: ImagePredictConfig) -> tuple[list[Item], int, str]:
-    """The photos, in zamba's order (sorted by path), each named as zamba names it."""
-    from kifaru.runs.inputs import list_videos, read_filepaths_csv
-
-    if config.filepaths is not None:
-        listed, duplicates = read_filepaths_csv(Path(config.filepaths), "filepaths")
-        data_dir = config.data_dir
-        names = sorted(p if data_dir is None or Path(p).is_absolute() else str(Path(data_dir) / p) for p in listed)
-        files = [Item(i, name, Path(name), problem_of(Path(name), "photo")) for i, name in enumerate(names)]
-        if all(f.problem == "no such file" for f in files):
-            raise ConfigError(
-                f"filepaths {config.filepaths}: none of its {len(files)} files exist (e.g. {files[0].path}). "
-                "Give absolute paths, or paths relative to data_dir."
-            )
-        return files, duplicates, ""
-    if config.data_dir is None:
-        raise ConfigError("give data_dir (a folder of photos) or filepaths (a CSV with a 'filepath' column)")
-    listing = list_videos(Path(config.data_dir), image_suffixes())
-    if not listing.videos:
-        raise ConfigError(f"data_dir {config.data_dir}: no photos found in it (searched recursively; suffixes {', '.join(sorted(image_suffixes()))})")
-    names = sorted(str(p.resolve()) for p in listing.videos)
-    return [Item(i, name, Path(name), problem_of(Path(name), "photo")) for i, name in enumerate(names)], 0, listing.describe_ignored()
-
-
-def _given_boxes(path: Path, files: Sequence[Item], root: Optional[Path], base: Path) -> dict[str, list[GivenBox]]:
-    """Boxes from a MegaDetector batch file, by item name. Its ``file`` entries are paths relative
-    to the folder Timelapse opens, where such a file is kept: they are matched to the photos by
-    their path relative to the file's own folder, else to ``root`` (the data folder)."""
-    from kifaru.outputs.paths import absolute
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        entries = data["images"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"detections file {path}: not a MegaDetector batch output file ({error})") from None
-    by_file: dict[str, list[GivenBox]] = {}
-    for entry in entries:
-        boxes = []
-        for detection in entry.get("detections") or []:
-            try:
-                boxes.append(([float(v) for v in detection["bbox"]], float(detection["conf"]), str(detection["category"])))
-            except (KeyError, TypeError, ValueError) as error:
-                raise ConfigError(f"detections file {path}: a detection of {entry.get('file')} has no usable bbox/conf/category ({error})") from None
-        by_file[str(entry.get("file", "")).replace("\\", "/")] = boxes
-    folders = [absolute(str(Path(path).parent), base)] + ([Path(root).resolve()] if root is not None else [])
-    given = {}
-    for item in files:
-        photo = absolute(item.name, base)
-        for folder in folders:
-            key = photo.relative_to(folder).as_posix() if photo.is_relative_to(folder) else None
-            if key in by_file:
-                given[item.name] = by_file[key]
-                break
-    if files and not given:
-        raise ConfigError(
-            f"detections file {path}: none of its {len(by_file)} entries names one of the photos "
-            f"(paths relative to {' or '.join(map(str, folders))})"
-        )
-    return given
-
-
 # -- running ---------------------------------------------------------------------------------
 
 
@@ -335,7 +300,11 @@ class ImagePredictReport:
     def predictions_csv(self) -> str:
         from kifaru.outputs.zamba_image_csv import image_predictions_csv
 
-        return image_predictions_csv(self.records, self.run.description())
+        return image_predictions_csv(self.records, self.run.description(records=self.records))
+
+    @property
+    def grouping(self) -> Optional["Grouping"]:
+        return self.run.grouping(self.records)
 
 
 def predict_images(
@@ -354,7 +323,7 @@ def predict_images(
         if not saving:
             return {}
         filenames = run.writers
-        written = write_outputs(run.save_dir, list(filenames), records, run.description(partial), filenames)
+        written = write_outputs(run.save_dir, list(filenames), records, run.description(partial, records), filenames)
         return {**written, "configuration": run.save_dir / CONFIGURATION_YAML}
 
     result = run_items(

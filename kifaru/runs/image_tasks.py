@@ -83,6 +83,7 @@ class LoadPhoto:
         family = FAMILIES[settings.family]
         record = Record(item.name, media=MEDIA_IMAGE, fingerprint=fingerprint, notes=list(photo.notes))
         record.outputs["image_size"] = [photo.width, photo.height]
+        record.outputs["taken"] = photo.taken.isoformat() if photo.taken is not None else None
         image = photo.image()
         crops, inputs = [], []
         if found is not None:

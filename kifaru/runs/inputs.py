@@ -47,12 +47,17 @@ def items_from(names: Iterable[str], base: Optional[Path] = None) -> list[Item]:
 
 
 
-def video_suffixes() -> frozenset[str]:
-    """The suffixes taken as videos: env ``VIDEO_SUFFIXES`` (zamba's, comma-separated) or kifaru's list."""
-    from_env = os.environ.get("VIDEO_SUFFIXES")
+def suffixes_from_env(variable: str, default: frozenset[str]) -> frozenset[str]:
+    """File suffixes named by env ``variable`` (zamba's, comma-separated, dot optional), else ``default``."""
+    from_env = os.environ.get(variable)
     if from_env:
         return frozenset(s.strip().lower() if s.strip().startswith(".") else f".{s.strip().lower()}" for s in from_env.split(",") if s.strip())
-    return VIDEO_SUFFIXES
+    return default
+
+
+def video_suffixes() -> frozenset[str]:
+    """The suffixes taken as videos: env ``VIDEO_SUFFIXES`` (zamba's) or kifaru's list."""
+    return suffixes_from_env("VIDEO_SUFFIXES", VIDEO_SUFFIXES)
 
 
 @dataclass

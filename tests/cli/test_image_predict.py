@@ -136,3 +136,25 @@ def test_megadetector_output_passes_megadetector_validator(tmp_path, checkpoint,
     data = json.loads(output.read_text())
     assert list(data["classification_categories"].values()) == SPECIES
     assert all(d["conf"] < 0.2 for d in entries["cam 1/photo_000.jpg"]["detections"])
+
+
+def test_bursts_from_the_command_line_say_which_photos_had_no_time(tmp_path, checkpoint, capsys, monkeypatch):
+    from datetime import datetime, timedelta
+
+    from tests.images.photos import drawn_photo, save_taken
+
+    start = datetime(2024, 5, 1, 6, 30)
+    for index, seconds in enumerate([0, 1, 2, 400, None]):
+        save_taken(tmp_path / "card" / "cam1" / f"IMG_{index:04d}.JPG", drawn_photo(index), None if seconds is None else start + timedelta(seconds=seconds))
+    monkeypatch.chdir(tmp_path)
+    argv = ["image", "predict", "--data-dir", "card", "--checkpoint", str(checkpoint), "--no-crop-images", "--sequences"]
+    assert main([*argv, "--aggregation", "max", "--sequence-gap-seconds", "30"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "5 photos: 5 predicted, 0 failed" in captured.out
+    assert "3 sequences (by camera folder and EXIF DateTimeOriginal: a new sequence after a gap of more than 30 s; aggregation max)" in captured.out
+    assert "1 photo without an EXIF time (DateTimeOriginal), e.g. " in captured.err and "IMG_0004.JPG" in captured.err
+    assert "give --filepaths a CSV with a seq_id column" in captured.err
+    assert f"wrote {tmp_path.resolve() / 'zamba_predictions_sequences.csv'}" in captured.out
+    assert [r["seq_id"] for r in _rows(tmp_path / "zamba_predictions_sequences.csv")] == ["0001", "0002", "0003"]
+    assert main([*argv, "--aggregation", "median"]) == EXIT_USAGE
+    assert "invalid choice: 'median'" in capsys.readouterr().err

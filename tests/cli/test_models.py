@@ -51,7 +51,11 @@ def test_list_shows_every_model_with_its_license_and_whether_it_is_here(cache, c
             assert f"weights: {entry.weights_filename}, sha256 {entry.weights_sha256[:16]}..." in out
         else:
             assert f"weights: {entry.weights_filename}, checked against its S3 ETag (MD5), model class and species" in out
-        option = "--checkpoint FILE to predict or train" if entry.kind == "video_classifier" else "--weights FILE to detect"
+        option = {
+            "video_classifier": "--checkpoint FILE to predict or train",
+            "image_classifier": "--checkpoint FILE to image predict",
+            "detector": "--weights FILE to detect",
+        }[entry.kind]
         assert f"offline: `kifaru models fetch {entry.name} --weights FILE` imports a copy; or set {entry.weights_env_var}; or pass {option}" in out
     assert "zamba==2.7.2 wheel on the package index" in out
     assert "here:    not cached (fetched on first use)" in out

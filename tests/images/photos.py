@@ -4,6 +4,7 @@ ones, and tiny random-weight timm classifiers saved as zamba's ImageClassifierMo
 from __future__ import annotations
 
 from pathlib import Path
+from datetime import datetime
 from typing import Optional, Sequence
 
 import numpy as np
@@ -62,4 +63,15 @@ def write_image_checkpoint(
     if family is not None:
         hparams["model_family"] = family
     write_checkpoint(path, network, "ImageClassifierModule", list(species), hparams)
+    return path
+
+
+def save_taken(path: Path, image: Image.Image, taken: Optional[datetime]) -> Path:
+    """Save ``image`` with ``taken`` as its EXIF DateTimeOriginal (in the Exif IFD, where cameras
+    write it); None: no time at all."""
+    exif = Image.Exif()
+    if taken is not None:
+        exif.get_ifd(0x8769)[0x9003] = taken.strftime("%Y:%m:%d %H:%M:%S")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, exif=exif.tobytes())  # bytes: PNG drops the Exif IFD of an Exif object
     return path

@@ -34,6 +34,9 @@ IMAGE_PREDICT_OPTIONS = {
     "num_workers": "num_workers",
     "gpus": "gpus",
     "model_cache_dir": "model_cache_dir",
+    "sequences": "sequences",
+    "sequence_gap_seconds": "sequence_gap_seconds",
+    "aggregation": "aggregation",
 }
 
 
@@ -44,7 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _register_predict(commands: argparse._SubParsersAction) -> None:
-    from kifaru.config.image import ResultsFormat
+    from kifaru.config.image import Aggregation, ResultsFormat
     from kifaru.detection.registry import DETECTORS
     from kifaru.models.registry import DEFAULT_IMAGE_MODEL, official_image_model_names
 
@@ -74,6 +77,16 @@ def _register_predict(commands: argparse._SubParsersAction) -> None:
         help="crop the boxes of this MegaDetector batch output instead of running a detector",
     )  # fmt: skip
     relative_to_option(predict)
+    predict.add_argument(
+        "--sequences", action=argparse.BooleanOptionalAction, default=None,
+        help="bursts: group photos into sequences (by camera folder and EXIF time; a seq_id column of --filepaths "
+        "turns this on) and write one row per sequence too",
+    )  # fmt: skip
+    predict.add_argument("--sequence-gap-seconds", type=float, help="a longer gap between a camera's photos starts a new sequence (default 60)")
+    predict.add_argument(
+        "--aggregation", choices=[a.value for a in Aggregation],
+        help="how a sequence's photos make one event (default mean; blank/empty always by the geometric mean)",
+    )  # fmt: skip
     predict.add_argument("--image-size", type=int, help="the classifier's input size in pixels (default: the checkpoint's)")
     predict.add_argument("--batch-size", type=int, help="crops per model call (default 8)")
     predict.add_argument("--num-workers", type=int, help="processes that read photos and run the detector (default 3)")
@@ -131,6 +144,15 @@ def handle_predict(args: argparse.Namespace) -> int:
         f"{plural(len(report.records), 'photo')}: {len(report.predicted)} predicted, {len(report.failed)} failed"
         + (f" ({report.resumed} done by an earlier run)" if report.resumed else "")
     )
+    grouping = report.grouping
+    if grouping is not None:
+        print(f"{plural(len(grouping.sequences()), 'sequence')} ({grouping.rule}; aggregation {config.aggregation})")
+        if grouping.untimed:
+            warn(
+                f"{plural(len(grouping.untimed), 'photo')} without an EXIF time (DateTimeOriginal), e.g. {grouping.untimed[0]}: "
+                "each is a sequence of its own, after its camera's timed photos. To group them, give --filepaths "
+                "a CSV with a seq_id column"
+            )
     for path in report.outputs.values():
         print(f"wrote {path}")
     if report.failed and report.outputs:
