@@ -181,6 +181,7 @@ def main() -> None:
     else:
         result = predict(args.kifaru_checkpoint, args.data_root, boxes)
         result["made_by"] = args.kifaru_label
+        result["versions"] = {p: importlib.metadata.version(p) for p in ("zamba", "torch", "timm", "torchvision", "pillow")}
         fixture["kifaru_checkpoint_in_zamba"] = result
         print(f"kifaru's checkpoint loaded in zamba: {len(result['whole'])} photos")
     args.fixture.parent.mkdir(parents=True, exist_ok=True)

@@ -142,3 +142,25 @@ def test_crops_of_given_boxes_get_zambas_boxes_and_probabilities(images, zamba_c
             assert np.abs(_probabilities(row) - np.array(crop["probabilities"])).max() <= PROBABILITY_TOLERANCE, name
             compared += 1
     assert compared == len(reference["crops"])
+
+
+# The checkpoint kifaru wrote for benchmarks/zamba_image_reference.py --kifaru-checkpoint (recorded
+# in the fixture's "made_by"): rebuilt here from the same seed with kifaru's own writer.
+KIFARU_CHECKPOINT = {"model_name": "convnextv2_atto", "seed": 23, "image_size": 224}
+
+
+def test_a_checkpoint_kifaru_writes_loads_in_zamba_and_predicts_the_same(images, tmp_path):
+    from tests.images.photos import write_image_checkpoint
+
+    in_zamba = REFERENCE["kifaru_checkpoint_in_zamba"]
+    assert in_zamba["hyper_parameters"]["model_name"] == KIFARU_CHECKPOINT["model_name"]
+    assert in_zamba["hyper_parameters"]["model_class"] == "ImageClassifierModule"
+    assert in_zamba["model_family"] == "lila.science" and in_zamba["image_size"] == KIFARU_CHECKPOINT["image_size"]
+    checkpoint = write_image_checkpoint(tmp_path / "kifaru.ckpt", species=REFERENCE["species"], **KIFARU_CHECKPOINT)
+    config = ImagePredictConfig(filepaths=_filepaths(tmp_path), data_dir=images, checkpoint=checkpoint, crop_images=False, save_dir=tmp_path / "out")
+    assert not predict_images(config, run=resolve_image_run(config)).failed
+    rows = _rows(tmp_path / "out" / "zamba_predictions.csv")
+    assert len(rows) == len(in_zamba["whole"])
+    for row in rows:
+        expected = np.array(in_zamba["whole"][Path(row["filepath"]).relative_to(images).as_posix()])
+        assert np.abs(_probabilities(row) - expected).max() <= PROBABILITY_TOLERANCE, row["filepath"]
