@@ -34,11 +34,17 @@ class ImageFamily:
 
     def to_input(self, image: Image.Image, size: int) -> np.ndarray:
         """float32 (3, size, size): what the network takes for the RGB ``image``."""
+        return self.normalise(np.asarray(self.fit(image, size)))
+
+    def fit(self, image: Image.Image, size: int) -> Image.Image:
+        """The RGB ``image`` made ``size x size`` the family's way (training augments this)."""
         if self.keep_aspect:
-            fitted = resize_and_pad(image, size)
-        else:
-            fitted = image.resize((size, size), Image.BICUBIC)
-        array = np.asarray(fitted, dtype=np.float32) / np.float32(255)
+            return resize_and_pad(image, size)
+        return image.resize((size, size), Image.BICUBIC)
+
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 (3, H, W) network input from fitted uint8 (H, W, 3) pixels."""
+        array = np.asarray(pixels, dtype=np.float32) / np.float32(255)
         if self.mean is not None:
             array = (array - np.float32(self.mean)) / np.float32(self.std)
         return np.ascontiguousarray(array.transpose(2, 0, 1))

@@ -388,6 +388,7 @@ class ImageModelEntry(ClassifierEntry):
 
     family: str  # how it sees a photo (kifaru.images.preprocess.FAMILIES)
     architecture: str  # in words (the timm name is the checkpoint's own ``model_name``)
+    timm_name: str  # the timm network a new model of this kind is (training from_scratch)
     image_size: int  # the side of its square input
     num_classes: Optional[int]  # known even where the species list is not published
     local_file_option = "--checkpoint FILE to image predict"
@@ -418,6 +419,7 @@ LILA_SCIENCE = _official_image_model(
     description="zamba's default image classifier: ConvNeXtV2-base on detector crops, 178 species and groups from LILA BC's data",
     family="lila.science",
     architecture="ConvNeXtV2-base",
+    timm_name="convnextv2_base",
     image_size=224,
     num_classes=178,
     license="MIT",
@@ -429,6 +431,7 @@ SPECIESNET = _official_image_model(
     description="Google's SpeciesNet classifier (EfficientNetV2-M, 480 px, over 2,000 classes) as converted for zamba",
     family="speciesnet",
     architecture="EfficientNetV2-M",
+    timm_name="tf_efficientnetv2_m",
     image_size=480,
     num_classes=None,
     license="Apache-2.0",

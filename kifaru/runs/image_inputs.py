@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 from kifaru.exceptions import ConfigError
 from kifaru.images.sequences import SEQ_ID_COLUMN
 from kifaru.runs.image_tasks import GivenBox
-from kifaru.runs.inputs import Item, problem_of, suffixes_from_env
+from kifaru.runs.inputs import Item, problem_of, read_csv_rows, suffixes_from_env
 
 if TYPE_CHECKING:
     from kifaru.config.image import ImagePredictConfig
@@ -58,11 +57,10 @@ def given_sequence_ids(filepaths: Optional[Path], data_dir: Optional[Path]) -> d
     photo without one is refused: half-given sequences would be silently mixed with guessed ones."""
     if filepaths is None:
         return {}
-    with open(filepaths, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if SEQ_ID_COLUMN not in (reader.fieldnames or []):
-            return {}
-        rows = [(row.get("filepath") or "", (row.get(SEQ_ID_COLUMN) or "").strip()) for row in reader]
+    columns, records = read_csv_rows(filepaths, "filepaths")
+    if SEQ_ID_COLUMN not in columns:
+        return {}
+    rows = [(row.get("filepath") or "", (row.get(SEQ_ID_COLUMN) or "").strip()) for row in records]
     rows = [(path, seq_id) for path, seq_id in rows if path]
     missing = [path for path, seq_id in rows if not seq_id]
     if missing:

@@ -42,6 +42,8 @@ class PhotoSettings:
     device: str = "cpu"
     given_boxes: Optional[dict[str, list[GivenBox]]] = None  # by item name
     kept_threshold: float = 0.05
+    # Training: each input as fitted uint8 pixels (size, size, 3), to be augmented, not yet normalised.
+    as_pixels: bool = False
 
 
 @dataclass
@@ -104,13 +106,18 @@ class LoadPhoto:
                     record.notes.append(f"detection {number} is less than a pixel wide or high: not classified")
                     continue
                 crops.append({"detection": number, "box": list(box), "conf": round(score, 6), "category": category})
-                inputs.append(family.to_input(image.crop(box), settings.image_size))
+                inputs.append(self._input(family, image.crop(box)))
         else:  # crop_images false: the whole photo
             crops.append({"detection": None, "box": [0, 0, photo.width, photo.height], "conf": None, "category": None})
-            inputs.append(family.to_input(image, settings.image_size))
+            inputs.append(self._input(family, image))
         record.outputs["crops"] = crops
         record.frames_used = [0] if inputs else []
         return LoadedPhoto(item.index, record, np.stack(inputs) if inputs else None)
+
+    def _input(self, family: Any, image: Any) -> np.ndarray:
+        if self.settings.as_pixels:
+            return np.asarray(family.fit(image, self.settings.image_size), dtype=np.uint8)
+        return family.to_input(image, self.settings.image_size)
 
     def _boxes(self, item: Item, pixels: np.ndarray) -> Optional[list[GivenBox]]:
         """The photo's detections (relative x, y, width, height), or None to classify it whole."""

@@ -36,15 +36,14 @@ def problem_of(path: Path, media: str = "video") -> Optional[str]:
     return None
 
 
-def items_from(names: Iterable[str], base: Optional[Path] = None) -> list[Item]:
+def items_from(names: Iterable[str], base: Optional[Path] = None, media: str = "video") -> list[Item]:
     """Items for files named as the outputs will name them; ``base``: the folder relative names are
     read from (else the working folder)."""
     items = []
     for index, name in enumerate(names):
         path = Path(name) if base is None else Path(base) / name
-        items.append(Item(index, str(name), path, problem_of(path)))
+        items.append(Item(index, str(name), path, problem_of(path, media)))
     return items
-
 
 
 def suffixes_from_env(variable: str, default: frozenset[str]) -> frozenset[str]:
@@ -97,19 +96,25 @@ def list_videos(folder: Path, suffixes: Optional[frozenset[str]] = None) -> Fold
     return FolderListing(videos, ignored)
 
 
-def read_filepaths_csv(path: Path, what: str = "filepaths") -> tuple[list[str], int]:
-    """The ``filepath`` column of a CSV, duplicates dropped (first kept): (paths, duplicates)."""
+def read_csv_rows(path: Path, what: str) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows) of a CSV file (UTF-8, with or without a BOM); ConfigError naming ``what``
+    and the file when it cannot be read."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            if "filepath" not in (reader.fieldnames or []):
-                found = ", ".join(reader.fieldnames or []) or "none"
-                raise ConfigError(f"{what} {path}: needs a 'filepath' column (found: {found})")
-            listed = [row["filepath"] for row in reader if row.get("filepath")]
+            return list(reader.fieldnames or []), list(reader)
     except OSError as error:
         raise ConfigError(f"{what} {path}: cannot read it ({error.strerror})") from None
     except (UnicodeDecodeError, csv.Error) as error:
         raise ConfigError(f"{what} {path}: not a readable CSV file ({error})") from None
+
+
+def read_filepaths_csv(path: Path, what: str = "filepaths") -> tuple[list[str], int]:
+    """The ``filepath`` column of a CSV, duplicates dropped (first kept): (paths, duplicates)."""
+    columns, rows = read_csv_rows(path, what)
+    if "filepath" not in columns:
+        raise ConfigError(f"{what} {path}: needs a 'filepath' column (found: {', '.join(columns) or 'none'})")
+    listed = [row["filepath"] for row in rows if row.get("filepath")]
     unique = list(dict.fromkeys(listed))
     if not unique:
         raise ConfigError(f"{what} {path}: no file listed")

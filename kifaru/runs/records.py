@@ -22,6 +22,7 @@ STAGE_DECODE = "decode"  # the file could not be opened or decoded
 STAGE_FRAMES = "frames"  # decoded, but the frames the model needs were not there
 STAGE_WORKER = "worker"  # processing it killed the worker process
 STAGE_MODEL = "model"  # the model could not run on the clip's frames
+STAGE_DETECT = "detect"  # the detector found nothing to use (image training: nothing to train on)
 
 
 @dataclass

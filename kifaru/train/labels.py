@@ -91,15 +91,9 @@ def read_labels(labels: Path | Sequence[Mapping[str, object]], data_dir: Optiona
     """
     source = str(labels) if isinstance(labels, (str, Path)) else "(rows given in Python)"
     if isinstance(labels, (str, Path)):
-        try:
-            with open(labels, newline="", encoding="utf-8-sig") as handle:
-                reader = csv.DictReader(handle)
-                columns = list(reader.fieldnames or [])
-                records = list(reader)
-        except OSError as error:
-            raise ConfigError(f"labels {labels}: cannot read it ({error.strerror})") from None
-        except (UnicodeDecodeError, csv.Error) as error:
-            raise ConfigError(f"labels {labels}: not a readable CSV file ({error})") from None
+        from kifaru.runs.inputs import read_csv_rows
+
+        columns, records = read_csv_rows(Path(labels), "labels")
     else:
         records = [dict(record) for record in labels]
         columns = list(records[0]) if records else []
@@ -162,18 +156,25 @@ def choose_species(
     labels: LabelsFile, model_species: Sequence[str], use_default_model_labels: Optional[bool]
 ) -> tuple[list[str], bool]:
     """(output species, whether they are the model's own, keeping its head)."""
-    given = {row.label for row in labels.rows}
-    outside = sorted(given - set(model_species))
+    return output_species(sorted({row.label for row in labels.rows}), labels.source, model_species, use_default_model_labels)
+
+
+def output_species(
+    given: Sequence[str], source: str, model_species: Sequence[str], use_default_model_labels: Optional[bool]
+) -> tuple[list[str], bool]:
+    """zamba's rule: the model's own species (its head kept) where the labels' ``given`` classes
+    are among them, unless use_default_model_labels is false; else ``given`` (a new head)."""
+    outside = sorted(set(given) - set(model_species))
     if outside:
         if use_default_model_labels:
             raise ConfigError(
-                f"use_default_model_labels is true but labels {labels.source} has species the model does not "
+                f"use_default_model_labels is true but labels {source} has species the model does not "
                 f"predict ({', '.join(outside)}); set use_default_model_labels to false to train a new head "
                 "for the labels' species"
             )
-        return sorted(given), False
+        return list(given), False
     if use_default_model_labels is False:
-        return sorted(given), False
+        return list(given), False
     return list(model_species), True
 
 

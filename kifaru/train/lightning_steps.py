@@ -12,7 +12,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 from kifaru.config.run import TrainConfig
 from kifaru.registry import Registry
@@ -136,8 +136,12 @@ LOGGERS.register("csv", _csv_logger)
 
 
 def build_trainer(
-    config: TrainConfig, version_dir: Path, accelerator: str, devices: int, strategy: str, has_val: bool, freezes_backbone: bool
+    config: TrainConfig, version_dir: Path, accelerator: str, devices: int, strategy: str, has_val: bool, freezes_backbone: bool,
+    checkpoints: Optional[Path] = None,
 ) -> tuple[Any, Any]:
+    """The Trainer and its best-checkpoint callback. ``config``: a TrainConfig, or any object with
+    its training fields (image training's settings); ``checkpoints``: where they go (default
+    ``version_dir/checkpoints``)."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -146,7 +150,7 @@ def build_trainer(
     stopping = config.early_stopping_config if has_val else None
     monitor = config.checkpointing.monitor or (stopping.monitor if stopping else "val_macro_f1")
     mode = "min" if monitor.endswith("loss") else "max"
-    checkpoints = version_dir / CHECKPOINTS_DIR
+    checkpoints = checkpoints or version_dir / CHECKPOINTS_DIR
     best = ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch}", monitor=monitor if has_val else None, mode=mode)
     # last.ckpt after every epoch (and when training is interrupted): what resume_from takes.
     latest = ModelCheckpoint(dirpath=checkpoints, filename=Path(LAST_CHECKPOINT).stem, enable_version_counter=False, save_on_exception=True)

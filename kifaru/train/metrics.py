@@ -11,7 +11,7 @@ two species or fewer.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -65,16 +65,26 @@ def top_k_accuracy(y_true: np.ndarray, probabilities: np.ndarray, k: int) -> flo
     return float((ahead.sum(axis=1) < k).mean())
 
 
+def top_1_labels(probabilities: np.ndarray) -> np.ndarray:
+    """0/1 per species: the most probable one (a softmax classifier's prediction)."""
+    probabilities = np.asarray(probabilities)
+    out = np.zeros(probabilities.shape, dtype=int)
+    if probabilities.size:
+        out[np.arange(len(probabilities)), probabilities.argmax(axis=1)] = 1
+    return out
+
+
 def classification_metrics(
-    y_true: np.ndarray, probabilities: np.ndarray, species: Sequence[str], subset: str
+    y_true: np.ndarray, probabilities: np.ndarray, species: Sequence[str], subset: str, y_pred: Optional[np.ndarray] = None
 ) -> dict[str, float]:
     """zamba's metrics under zamba's names: ``{subset}_macro_f1``, ``{subset}_top_{k}_accuracy``
-    (or ``{subset}_accuracy``) and ``species/{subset}_{metric}/{species}``."""
+    (or ``{subset}_accuracy``) and ``species/{subset}_{metric}/{species}``. ``y_pred``: the
+    predicted species (0/1), if not each one above 0.5 (:func:`predicted_labels`)."""
     y_true = np.asarray(y_true).astype(int)
     probabilities = np.asarray(probabilities, dtype=float)
     if y_true.shape != probabilities.shape or y_true.shape[1] != len(species):
         raise ValueError(f"shapes differ: labels {y_true.shape}, probabilities {probabilities.shape}, {len(species)} species")
-    y_pred = predicted_labels(probabilities)
+    y_pred = predicted_labels(probabilities) if y_pred is None else np.asarray(y_pred).astype(int)
     metrics = {f"{subset}_macro_f1": macro_f1(y_true, y_pred)}
     if len(species) > 2:
         for k in TOP_K:

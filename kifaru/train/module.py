@@ -100,13 +100,20 @@ class VideoClassificationModule(pl.LightningModule):
     def backbone(self) -> Optional[nn.Module]:
         return self._backbone[0]
 
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """zamba's video loss: multi-label, each species on its own."""
+        return F.binary_cross_entropy_with_logits(logits, targets)
+
+    def metrics(self, targets: torch.Tensor, logits: torch.Tensor, subset: str) -> dict[str, float]:
+        return classification_metrics(targets.numpy(), torch.sigmoid(logits).numpy(), self.species, subset)
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         inputs = self._to_input(frames)
         return self.model(inputs)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         frames, targets = batch
-        loss = F.binary_cross_entropy_with_logits(self(frames), targets)
+        loss = self.loss(self(frames), targets)
         # sync_dist: with DDP, the epoch's train_loss is the mean over every process's batches.
         self.log("train_loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(targets))
         return loss
@@ -145,9 +152,9 @@ class VideoClassificationModule(pl.LightningModule):
         targets, logits = self.gathered_outputs(subset)
         if len(targets) == 0 or self.trainer.sanity_checking:
             return
-        metrics = classification_metrics(targets.numpy(), torch.sigmoid(logits).numpy(), self.species, subset)
+        metrics = self.metrics(targets, logits, subset)
         # zamba logs the holdout's loss as val_loss too; here each subset has its own name.
-        metrics[f"{subset}_loss"] = F.binary_cross_entropy_with_logits(logits, targets).item()
+        metrics[f"{subset}_loss"] = self.loss(logits, targets).item()
         # With DDP every process has computed the same values from the gathered outputs; sync_dist
         # (their mean) costs little and keeps them bit-identical for the callbacks' decisions.
         bar = {f"{subset}_loss", f"{subset}_macro_f1"} if subset == "val" else set()

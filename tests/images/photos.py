@@ -75,3 +75,26 @@ def save_taken(path: Path, image: Image.Image, taken: Optional[datetime]) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, exif=exif.tobytes())  # bytes: PNG drops the Exif IFD of an Exif object
     return path
+
+
+def save_labelled_photos(folder: Path, per_class: int = 6, classes: Sequence[str] = ("cat", "blank")) -> list[tuple[str, str]]:
+    """Photos of each class in ``folder`` (a cat: scikit-image's cat cropped and flipped in turn;
+    any other class: drawn scenes), returned as (file name, label) rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    cat = np.asarray(cat_photo())
+    for c, label in enumerate(classes):
+        for i in range(per_class):
+            name = f"{label}_{i:02d}.jpg"
+            if label == "cat":
+                pixels = cat[i * 3 : 270 + i * 3, i * 5 : 400 + i * 5]
+                Image.fromarray(np.ascontiguousarray(pixels[:, ::-1] if i % 2 else pixels)).save(folder / name)
+            else:
+                drawn_photo(100 * c + i).save(folder / name)
+            rows.append((name, label))
+    return rows
+
+
+def write_labels(path: Path, rows: Sequence[Sequence[str]], header: Sequence[str] = ("filepath", "label")) -> Path:
+    path.write_text("\n".join(",".join(map(str, row)) for row in [header, *rows]) + "\n")
+    return path

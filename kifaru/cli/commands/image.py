@@ -1,6 +1,8 @@
 """``kifaru image predict``: the species in camera-trap photos, one row per animal the detector
 finds (or per photo), as ``zamba image predict`` writes them; zamba's options and YAML
-(``predict_config``), plus kifaru's (the detector, boxes from a MegaDetector file, workers)."""
+(``predict_config``), plus kifaru's (the detector, boxes from a MegaDetector file, workers,
+bursts). ``kifaru image train``: an image classifier trained on labelled photos or sequences, as
+``zamba image train`` (``train_config``)."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     image = commands.add_parser("image", help="camera-trap photos: species per animal found (zamba image)")
     image_commands = image.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
     _register_predict(image_commands)
+    _register_train(image_commands)
 
 
 def _register_predict(commands: argparse._SubParsersAction) -> None:
@@ -97,6 +100,111 @@ def _register_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("-y", "--yes", action="store_true", help="accepted for zamba compatibility: kifaru never asks")
     add_quiet_option(predict)
     predict.set_defaults(handler=handle_predict)
+
+
+# train_config fields settable on the command line: option dest -> field
+IMAGE_TRAIN_OPTIONS = {
+    "data_dir": "data_dir",
+    "labels": "labels",
+    "checkpoint": "checkpoint",
+    "model": "model_name",
+    "save_dir": "save_dir",
+    "max_epochs": "max_epochs",
+    "lr": "lr",
+    "batch_size": "batch_size",
+    "image_size": "image_size",
+    "num_workers": "num_workers",
+    "crop_images": "crop_images",
+    "detections_threshold": "detections_threshold",
+    "detector": "detector",
+    "sequence_files": "sequence_files",
+    "split_by": "split_by",
+    "from_scratch": "from_scratch",
+    "architecture": "architecture",
+    "weighted_loss": "weighted_loss",
+    "extra_train_augmentations": "extra_train_augmentations",
+    "accelerator": "accelerator",
+    "resume_from": "resume_from",
+    "overwrite": "overwrite",
+    "weight_download_region": "weight_download_region",
+    "model_cache_dir": "model_cache_dir",
+    "seed": "seed",
+}
+
+
+def _register_train(commands: argparse._SubParsersAction) -> None:
+    from kifaru.detection.registry import DETECTORS
+    from kifaru.models.registry import DEFAULT_IMAGE_MODEL, official_image_model_names
+
+    train = commands.add_parser(
+        "train", help="train or fine-tune an image classifier on labelled photos (as zamba image train)",
+        usage="%(prog)s --data-dir DIR (--labels LABELS.csv | --config FILE.yaml) [options]",
+    )  # fmt: skip
+    train.add_argument("--data-dir", type=Path, help="folder the labels' filepaths are relative to")
+    train.add_argument(
+        "--labels", type=Path, metavar="LABELS.csv",
+        help="CSV: filepath and label rows, or one 0/1 column per class; by seq_id with --sequence-files (optional: split, seq_id, a --split-by column)",
+    )  # fmt: skip
+    train.add_argument("--sequence-files", type=Path, metavar="CSV", help="filepath and seq_id of each photo, for labels given per seq_id")
+    train.add_argument("--split-by", metavar="COLUMN", help="make splits that keep this column's groups apart (season, site)")
+    train.add_argument("--checkpoint", type=Path, help="fine-tune this image checkpoint (zamba's or kifaru's)")
+    train.add_argument("--model", choices=official_image_model_names(), help=f"fine-tune an official image model (default {DEFAULT_IMAGE_MODEL})")
+    train.add_argument("--from-scratch", action="store_true", default=None, help="train a new network (the model's kind, or --architecture)")
+    train.add_argument("--architecture", metavar="TIMM_NAME", help="with --from-scratch: any timm network, e.g. convnextv2_nano")
+    train.add_argument("--config", type=Path, help="YAML file with a train_config section (zamba's image layout)")
+    train.add_argument("--save-dir", type=Path, help="where the checkpoint and the run's outputs go (default: here)")
+    train.add_argument("--max-epochs", type=int, help="at most this many epochs (default 100; early stopping decides)")
+    train.add_argument("--lr", type=float, help="learning rate (default: Lightning's finder picks one)")
+    train.add_argument("--batch-size", type=int, help="crops per step (default 16)")
+    train.add_argument("--image-size", type=int, help="the network's input size in pixels (default: the checkpoint's)")
+    train.add_argument("--num-workers", type=int, help="processes that read photos and feed batches (default 2)")
+    train.add_argument("--no-crop-images", dest="crop_images", action="store_false", default=None, help="train on whole photos, not the detector's crops")
+    train.add_argument("--detections-threshold", type=float, help="train on the detections at least this confident (default 0.2)")
+    train.add_argument("--detector", choices=list(DETECTORS.names()), help="the detector whose boxes are cropped (default megadetector_lite)")
+    train.add_argument("--weighted-loss", action="store_true", default=None, help="weigh the loss by class (for imbalanced labels)")
+    train.add_argument("--extra-train-augmentations", action="store_true", default=None, help="zamba's extra augmentations")
+    train.add_argument("--accelerator", choices=["cpu", "gpu"], help="where to train (default: a GPU if there is one)")
+    train.add_argument("--resume-from", type=Path, help="continue a stopped run from its checkpoints/last.ckpt")
+    train.add_argument("-o", "--overwrite", action="store_true", default=None, help="replace the checkpoint of an earlier run in --save-dir")
+    train.add_argument("--seed", type=int, help="seed every random draw (splits aside: SPLIT_SEED)")
+    train.add_argument("--weight-download-region", choices=REGIONS, help="where official weights come from (default us)")
+    train.add_argument("--model-cache-dir", type=Path, help="where official weights are kept (default: env MODEL_CACHE_DIR, else the user cache)")
+    train.add_argument("-y", "--yes", action="store_true", help="accepted for zamba compatibility: kifaru never asks")
+    train.set_defaults(handler=handle_train)
+
+
+def handle_train(args: argparse.Namespace) -> int:
+    from kifaru.cli.exit_codes import EXIT_INTERRUPTED
+    from kifaru.config.image import ImageConfigFile
+    from kifaru.exceptions import ConfigError, TrainingInterrupted
+    from kifaru.train.image_runner import FAILURES_CSV, train_images
+
+    if args.config is None and (args.labels is None or args.data_dir is None):
+        raise ConfigError("give --data-dir (the photos' folder) and --labels (a CSV of filepath and label), or --config (a YAML file with a train_config)")
+    configs = run_configs(args, "train_config", IMAGE_TRAIN_OPTIONS, schema=ImageConfigFile)
+    if configs.train_config is None:
+        raise ConfigError(f"{args.config}: no train_config section")
+    config = configs.train_config
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = train_images(config)
+    except TrainingInterrupted as interrupt:
+        show_warnings(caught)
+        where = f"; its checkpoints/last.ckpt continues it: add --resume-from {interrupt.last_checkpoint}" if interrupt.last_checkpoint else ", before its first checkpoint"
+        print(f"training interrupted ({interrupt.signal_name}) after {plural(interrupt.epochs, 'finished epoch')}{where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    show_warnings(caught, skip=(DeprecationWarning,))
+    val = report.val_metrics
+    figures = ", ".join(f"{name} {val[name]:.3f}" for name in ("val_loss", "val_macro_f1", "val_image_macro_f1", "val_sequence_macro_f1") if name in val)
+    print(
+        f"trained {plural(report.epochs, 'epoch')} on {plural(len(report.photos.filepaths), 'photo')} ({plural(report.crops, 'crop')}; "
+        f"{len(report.failures)} not trained on) at lr {report.lr:.3g}" + (f"; best: {figures}" if figures else "")
+    )
+    print(f"wrote {report.checkpoint} and the run's outputs in {report.save_dir}")
+    if report.failures:
+        print(f"exit code 1: {plural(len(report.failures), 'photo')} not trained on, with the reasons in {report.save_dir / FAILURES_CSV}", file=sys.stderr)
+    return exit_code_for(len(report.failures))
 
 
 def _crops_outcome(record) -> str:  # type: ignore[no-untyped-def]

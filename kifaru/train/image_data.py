@@ -1,0 +1,126 @@
+"""Training data of an image run: every labelled photo read once (and its animals found) on the
+engine, its crops (or the whole photo) kept as the family's fitted pixels, then served each epoch
+augmented as zamba augments camera-trap photos, and normalised as prediction normalises them.
+
+A photo that cannot be read is a failure record; one in which the detector finds nothing at
+``detections_threshold`` is not trained on (prediction would not classify it either) and is
+reported with that reason: neither is ever trained on as something else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from kifaru.images.preprocess import ImageFamily
+from kifaru.runs.records import STAGE_DETECT, STATUS_FAILED, Record
+
+NOTHING_FOUND = "the detector found no animal at detections_threshold {threshold:g}: not trained on (prediction would not classify it)"
+
+
+@dataclass
+class PhotoCrops:
+    """The fitted uint8 pixels (size, size, 3) of every crop, and the photo each is from."""
+
+    pixels: list[np.ndarray]
+    photo: list[int]  # index into the labelled photos
+    conf: list[Optional[float]]  # the detection's confidence (None: the whole photo)
+    failures: list[Record]
+
+    def of(self, photos: Sequence[int]) -> list[int]:
+        """The crops of these photos, in order."""
+        wanted = set(photos)
+        return [i for i, p in enumerate(self.photo) if p in wanted]
+
+
+def load_crops(
+    filepaths: Sequence[str], settings: Any, num_workers: int, detector: Any = None, progress: Optional[Callable[[Record, int, int], None]] = None
+) -> PhotoCrops:
+    """Each photo read once, in worker processes (kifaru.runs.image_tasks.LoadPhoto with
+    ``as_pixels``); ``detector``: a loaded one to use in this process (tests)."""
+    from kifaru.runs.backends import backend_for
+    from kifaru.runs.engine import run_items
+    from kifaru.runs.image_tasks import LoadPhoto
+    from kifaru.runs.inputs import items_from
+
+    task = LoadPhoto(settings, detector=detector)
+    crops = PhotoCrops([], [], [], [])
+    index = {name: i for i, name in enumerate(filepaths)}
+    loaded_pixels: dict[int, tuple[np.ndarray, list]] = {}
+
+    def pipeline(todo: Sequence[Any], finish: Callable[[Record], None]) -> None:
+        with backend_for(task, 0 if detector is not None else num_workers) as backend:
+            for loaded in backend.map(todo):
+                record = loaded.record
+                if loaded.inputs is None and not record.failed:
+                    record.status, record.stage = STATUS_FAILED, STAGE_DETECT
+                    record.reason = NOTHING_FOUND.format(threshold=settings.detections_threshold)
+                elif loaded.inputs is not None:
+                    loaded_pixels[index[record.item]] = (loaded.inputs, record.outputs["crops"])
+                finish(record)
+
+    items = items_from(filepaths, media="photo")
+    result = run_items(items, pipeline, progress=progress)
+    for photo in sorted(loaded_pixels):
+        pixels, described = loaded_pixels[photo]
+        for crop_pixels, crop in zip(pixels, described):
+            crops.pixels.append(crop_pixels)
+            crops.photo.append(photo)
+            crops.conf.append(crop.get("conf"))
+    crops.failures = result.failed
+    return crops
+
+
+def photo_augmenter(image_size: int, extra: bool) -> Callable[[Any], Any]:
+    """zamba's training augmentations for camera-trap photos, on uint8 (3, H, W) tensors: a
+    perspective shift, a horizontal flip, a small rotation; ``extra`` adds a resized crop and
+    rare grayscale, equalise, autocontrast and blur (zamba's ``extra_train_augmentations``)."""
+    from torchvision.transforms import v2
+
+    steps: list[Any] = []
+    if extra:
+        steps.append(v2.RandomResizedCrop(size=(image_size, image_size), scale=(0.75, 1.0), antialias=True))
+    steps += [
+        v2.RandomPerspective(distortion_scale=0.2, p=0.5),
+        v2.RandomHorizontalFlip(p=0.3),
+        v2.RandomApply([v2.RandomRotation((-22, 22))], p=0.2),
+    ]
+    if extra:
+        steps += [
+            v2.RandomGrayscale(p=0.05),
+            v2.RandomEqualize(p=0.05),
+            v2.RandomAutocontrast(p=0.05),
+            v2.RandomAdjustSharpness(sharpness_factor=0.9, p=0.05),
+        ]
+    return v2.Compose(steps)
+
+
+class CropDataset:
+    """A map-style dataset: item i is (float32 network input (3, S, S), float32 target)."""
+
+    def __init__(self, pixels: Sequence[np.ndarray], targets: np.ndarray, family: ImageFamily, augment: Optional[Callable[[Any], Any]] = None, erase: bool = False) -> None:
+        if len(pixels) != len(targets):
+            raise ValueError(f"{len(pixels)} crops but {len(targets)} targets")
+        self.pixels = list(pixels)
+        self.targets = np.asarray(targets, dtype=np.float32)
+        self.family = family
+        self.augment = augment
+        self.erase = erase
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        import torch
+
+        pixels = self.pixels[index]
+        if self.augment is not None:
+            pixels = self.augment(torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))).numpy().transpose(1, 2, 0)
+        network_input = torch.from_numpy(self.family.normalise(pixels))
+        if self.erase:  # zamba's last extra augmentation, on the normalised input
+            from torchvision.transforms import v2
+
+            network_input = v2.RandomErasing(p=0.25, scale=(0.02, 0.33), ratio=(0.3, 3.3))(network_input)
+        return network_input, torch.from_numpy(self.targets[index])
