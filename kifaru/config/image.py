@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -150,6 +150,10 @@ class ImageTrainConfig(StrictConfig):
     architecture: Optional[str] = None  # from_scratch: any timm network (default: the model's own)
     pretrained: bool = True  # from_scratch: timm's ImageNet weights for it (fetched by timm)
     detector: Annotated[str, AfterValidator(_check_detector)] = "megadetector_lite"
+    # AdamW's weight decay. "zamba": zamba's 1 / (lr x batches per epoch), which shrinks the
+    # weights by a factor e each epoch: on a set of a few hundred photos it wipes out what the
+    # network learns (measured: docs/benchmarks.md), hence AdamW's usual 0.01 by default.
+    weight_decay: Union[float, Literal["zamba"]] = 0.01
     aggregation: Aggregation = Field(Aggregation.mean, validate_default=True)  # sequence metrics
     overwrite: bool = False
     resume_from: Optional[Path] = None  # save_dir/checkpoints/last.ckpt of a stopped run

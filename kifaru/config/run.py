@@ -45,6 +45,13 @@ def _needs_model_name_or_checkpoint(config: Any) -> Any:
 ModelName = Annotated[Optional[str], AfterValidator(_check_model_name)]
 
 
+class PhotosChoice(StrEnum):
+    """What ``kifaru predict`` does with the photos of a data_dir that also holds videos."""
+
+    image = "image"  # classify them with an image model in the same run (kifaru image predict)
+    skip = "skip"  # leave them out, as zamba predict does
+
+
 class PredictConfig(StrictConfig):
     data_dir: Optional[Path] = None
     filepaths: Optional[Path] = None
@@ -64,6 +71,8 @@ class PredictConfig(StrictConfig):
     skip_load_validation: bool = False
     model_cache_dir: Optional[Path] = None
     deterministic: bool = False
+    # kifaru's: photos found in data_dir beside the videos (None: refused, saying how to run both).
+    photos: Optional[PhotosChoice] = Field(None, validate_default=True)
 
     @field_validator("proba_threshold")
     @classmethod

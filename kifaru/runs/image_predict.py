@@ -35,7 +35,6 @@ from kifaru.config.image import ImagePredictConfig, ResultsFormat
 from kifaru.exceptions import ConfigError
 from kifaru.files import write_text_atomically
 from kifaru.outputs import RunDescription, write_outputs
-from kifaru.outputs.failures_csv import FAILURES_CSV
 from kifaru.runs.backends import backend_for
 from kifaru.runs.engine import run_items
 from kifaru.runs.image_tasks import GivenBox, LoadedPhoto, LoadPhoto, PhotoSettings
@@ -117,7 +116,8 @@ class ImageRun:
         if self.config.results_file_format == ResultsFormat.megadetector:
             writers = {"megadetector_json": self.results_name}
         else:
-            writers = {"zamba_image_csv": self.results_name, "failures_csv": FAILURES_CSV}
+            # zamba_predictions_failures.csv for zamba's default name; beside a video run's, its own.
+            writers = {"zamba_image_csv": self.results_name, "failures_csv": f"{Path(self.results_name).stem}_failures.csv"}
         return {**writers, "sequence_csv": self.sequences_name} if self.sequences_on else writers
 
     @property

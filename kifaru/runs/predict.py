@@ -68,6 +68,7 @@ class PredictReport:
     records: list[Record]  # input order
     resumed: int  # clips done by an earlier, interrupted run
     outputs: dict[str, Path]
+    photos: Any = None  # the ImagePredictReport of data_dir's photos (photos: image)
 
     @property
     def failed(self) -> list[Record]:
@@ -127,7 +128,12 @@ def predict_model(
         progress=progress,
         before_work=before_work,
     )
-    return PredictReport(run, result.records, result.resumed, result.outputs)
+    photos = None
+    if run.photos_run is not None:  # the photos beside the videos, with their image model
+        from kifaru.runs.image_predict import predict_images
+
+        photos = predict_images(run.photos_run.config, run=run.photos_run, progress=progress)
+    return PredictReport(run, result.records, result.resumed, result.outputs, photos)
 
 
 def _predict_clips(run: PredictRun, todo: Sequence[Item], finish: Callable[[Record], None], saving: bool) -> None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from kifaru.config.run import PredictConfig
+from kifaru.config.run import PhotosChoice, PredictConfig
+from kifaru.models.registry import DEFAULT_IMAGE_MODEL
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
 from kifaru.outputs import RunDescription
@@ -23,6 +24,7 @@ from kifaru.runs.resolve import check_frame_count, model_loader_config, with_det
 MEGADETECTOR_JSON = "megadetector_predictions.json"
 CONFIGURATION_YAML = "predict_configuration.yaml"
 PROGRESS_FILE = ".kifaru-predict-progress.jsonl"
+PHOTO_PREDICTIONS_CSV = "zamba_image_predictions.csv"  # photos: image, beside the videos' zamba_predictions.csv
 # What the user asks for (--output-format) -> the writers that make it.
 OUTPUT_FORMATS = {"csv": ("zamba_csv", "failures_csv"), "megadetector": ("megadetector_json",)}
 DEFAULT_OUTPUT_FORMATS = ("csv",)
@@ -46,6 +48,8 @@ class PredictRun:
     files: list[Item]
     duplicates: int = 0  # rows of the filepaths CSV dropped as repeats
     ignored: str = ""  # files in data_dir that are not videos, e.g. "3 .jpg"
+    # The photos of data_dir, with photos: image: their own run (kifaru.runs.image_predict.ImageRun).
+    photos_run: Any = None
     # Which runtime runs the classifier (kifaru.models.runner.RuntimeChoice): set by
     # choose_classifier_runtime, before the run starts or by it.
     classifier_runtime: Any = None
@@ -126,7 +130,7 @@ def resolve_predict_run(
     config = predict_config
     formats = _checked_output_formats(output_formats)
     save_dir = Path(config.save_dir) if config.save_dir is not None else Path.cwd()
-    files, duplicates, ignored = _input_files(config)
+    files, duplicates, ignored, photos = _input_files(config)
     base = Path.cwd()
     root = None
     if "megadetector" in formats:
@@ -181,6 +185,7 @@ def resolve_predict_run(
         output_formats=formats,
         root=root,
         base=base,
+        photos_run=_photos_run(resolved, relative_to) if photos and config.photos == PhotosChoice.image and not config.dry_run else None,
     )
     if checking_outputs:  # an interrupted run here must have been made with these settings
         run.journal().earlier()
@@ -197,7 +202,8 @@ def _checked_output_formats(formats: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(formats))
 
 
-def _input_files(config: PredictConfig) -> tuple[list[Item], int, str]:
+def _input_files(config: PredictConfig) -> tuple[list[Item], int, str, int]:
+    """(the videos, duplicate rows dropped, what was ignored, photos found in data_dir)."""
     from kifaru.runs.inputs import list_videos, read_filepaths_csv
 
     if config.filepaths is not None:
@@ -209,15 +215,38 @@ def _input_files(config: PredictConfig) -> tuple[list[Item], int, str]:
                 f"filepaths {config.filepaths}: none of its {len(files)} files exist (e.g. {files[0].path}). "
                 "Give absolute paths, or paths relative to data_dir."
             )
-        return files, duplicates, ""
+        return files, duplicates, "", 0
     if config.data_dir is None:
         raise ConfigError("give data_dir (a folder of videos) or filepaths (a CSV with a 'filepath' column)")
     listing = list_videos(Path(config.data_dir))
+    photos = listing.images_ignored
     if not listing.videos:
-        images = " It holds images: kifaru predict works on videos." if listing.images_ignored else ""
+        images = f" It holds {photos} photos: classify them with `kifaru image predict --data-dir {config.data_dir}`." if photos else ""
         raise ConfigError(f"data_dir {config.data_dir}: no videos found in it (searched recursively).{images}")
+    if photos and config.photos is None:
+        raise ConfigError(
+            f"data_dir {config.data_dir} holds {len(listing.videos)} videos and {photos} photos: kifaru predict classifies "
+            "videos with a video model, and photos need an image model. Give --photos image (photos: image) to classify "
+            f"both in this run (the photos with the image model {DEFAULT_IMAGE_MODEL}, into {PHOTO_PREDICTIONS_CSV} "
+            f"beside the videos' outputs), or --photos skip (photos: skip) for the videos only, as zamba does, and then "
+            f"`kifaru image predict --data-dir {config.data_dir}` for the photos"
+        )
     # As zamba does: files found in data_dir are written with their absolute path.
-    return [_input_file(i, str(p.resolve())) for i, p in enumerate(listing.videos)], 0, listing.describe_ignored()
+    return [_input_file(i, str(p.resolve())) for i, p in enumerate(listing.videos)], 0, listing.describe_ignored(), photos
+
+
+def _photos_run(config: PredictConfig, relative_to: Optional[Path]) -> Any:
+    """The image run for the photos of data_dir (photos: image), resolved now: its model is
+    fetched and checked before any file is read."""
+    from kifaru.config.image import ImagePredictConfig
+    from kifaru.runs.image_predict import resolve_image_run
+
+    photos = ImagePredictConfig(
+        data_dir=config.data_dir, save_dir=config.save_dir, save=config.save, overwrite=config.overwrite, gpus=config.gpus,
+        num_workers=config.num_workers, model_cache_dir=config.model_cache_dir, weight_download_region=config.weight_download_region,
+        results_file_name=Path(PHOTO_PREDICTIONS_CSV),
+    )  # fmt: skip
+    return resolve_image_run(photos, relative_to=relative_to)
 
 
 def _input_file(index: int, filepath: str) -> Item:

@@ -1,6 +1,6 @@
 """The LightningModule of image training: zamba's ``ImageClassifierModule`` loss and optimiser
-(softmax cross-entropy, optionally weighted by class; AdamW with weight decay 1 / (lr x batches
-per epoch)) on the video module's runner (checkpoints, early stopping, metrics gathered over the
+(softmax cross-entropy, optionally weighted by class; AdamW, with zamba's weight decay 1 / (lr x
+batches per epoch) or a given one) on the video module's runner (checkpoints, early stopping, metrics gathered over the
 whole validation set), and the metrics of the best weights per image and per sequence."""
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ class ImageClassificationModule(VideoClassificationModule):
         num_training_batches: int,
         class_weights: Optional[np.ndarray] = None,
         monitor_for_plateau: str = "val_loss",
+        weight_decay: float | str = "zamba",
     ) -> None:
         super().__init__(network, _as_is, species, hyper_parameters, "AdamW", None, None, monitor_for_plateau)
         self.num_training_batches = num_training_batches
+        self.weight_decay = weight_decay
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
 
@@ -46,9 +48,12 @@ class ImageClassificationModule(VideoClassificationModule):
         return classification_metrics((targets.numpy() > 0).astype(int), probabilities, self.species, subset, top_1_labels(probabilities))
 
     def configure_optimizers(self) -> Any:
-        # zamba's: weight decay 1 / (lr * iterations per epoch) (arXiv 2405.13698), at the rate
-        # training starts with (after the learning-rate finder, where it ran).
-        self._optimizer_params["weight_decay"] = 1 / (self.lr * self.num_training_batches) if self.num_training_batches else 0.01
+        decay = self.weight_decay
+        if decay == "zamba":
+            # zamba's: 1 / (lr * iterations per epoch) (arXiv 2405.13698), at the rate training
+            # starts with (after the learning-rate finder, where it ran).
+            decay = 1 / (self.lr * self.num_training_batches) if self.num_training_batches else 0.01
+        self._optimizer_params["weight_decay"] = float(decay)
         return super().configure_optimizers()
 
 

@@ -175,7 +175,7 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
         **_scheduler(config, source), "model_family": family.name, "model_class": "ImageClassifierModule",
     }  # fmt: skip
     weights = balanced_class_weights(shares[subsets["train"]]) if config.weighted_loss else None
-    module = ImageClassificationModule(network, species, hparams, len(train_loader), weights)
+    module = ImageClassificationModule(network, species, hparams, len(train_loader), weights, weight_decay=config.weight_decay)
     checkpoints = Path(config.checkpoint_path) if config.checkpoint_path is not None else save_dir / CHECKPOINTS_DIR
     trainer_settings = _TrainerSettings(
         config.max_epochs, EarlyStoppingConfig(monitor="val_loss", patience=config.early_stopping_patience), config.checkpointing,

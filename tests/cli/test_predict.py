@@ -213,3 +213,23 @@ def test_a_junk_checkpoint_is_named_and_explained(data_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"error: checkpoint {junk}: not a PyTorch checkpoint: neither the zip archive torch.save writes" in err
     assert "174812789" not in err and not (tmp_path / "out").exists()
+
+
+def test_a_folder_of_clips_and_photos_from_the_command_line(tmp_path, checkpoint, capsys, monkeypatch):
+    from kifaru.models.registry import LILA_SCIENCE
+    from tests.images.photos import save_photos, write_image_checkpoint
+
+    card = tmp_path / "card"
+    make_clip(card / "clip.mp4")
+    save_photos(card, 1)
+    argv = ["predict", "--data-dir", str(card), "--checkpoint", str(checkpoint), "--num-workers", "0", "--save-dir", str(tmp_path / "out")]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "holds 1 videos and 1 photos" in err and "--photos image" in err and "--photos skip" in err
+
+    species = [f"class_{i:03d}" for i in range(LILA_SCIENCE.num_classes)]
+    monkeypatch.setenv(LILA_SCIENCE.weights_env_var, str(write_image_checkpoint(tmp_path / "lila.ckpt", species=species, image_size=224)))
+    assert main([*argv, "--photos", "image"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "1 file: 1 predicted, 0 failed" in out and "1 photo (test_convnext): 1 predicted, 0 failed" in out
+    assert f"wrote {tmp_path / 'out' / 'zamba_image_predictions.csv'}" in out

@@ -204,7 +204,7 @@ def test_bad_runs_are_refused_before_any_clip_is_read(data_dir, checkpoint, tmp_
     empty = tmp_path / "no videos"
     empty.mkdir()
     (empty / "photo.jpg").write_bytes(b"")
-    with pytest.raises(ConfigError, match="no videos found.*holds images"):
+    with pytest.raises(ConfigError, match=r"no videos found.*holds 1 photos: classify them with `kifaru image predict --data-dir"):
         run(empty, checkpoint, tmp_path / "o")
     with pytest.raises(CheckpointError, match="no such file"):
         run(data_dir, tmp_path / "missing.ckpt", tmp_path / "o")

@@ -175,3 +175,14 @@ def test_balanced_class_weights():
 
     targets = np.array([[1, 0, 0], [1, 0, 0], [1, 0, 0], [0, 1, 0]])
     assert balanced_class_weights(targets).tolist() == pytest.approx([4 / (2 * 3), 4 / (2 * 1), 1.0])
+
+
+@pytest.mark.parametrize("weight_decay, expected", [("zamba", 1 / (1e-3 * 25)), (0.01, 0.01), (0.0, 0.0)])
+def test_adamw_s_weight_decay_is_zamba_s_rule_or_the_one_given(weight_decay, expected):
+    import torch
+
+    from kifaru.train.image_module import ImageClassificationModule
+
+    module = ImageClassificationModule(torch.nn.Linear(3, 2), ["a", "b"], {"lr": 1e-3}, num_training_batches=25, weight_decay=weight_decay)
+    optimizer = module.configure_optimizers()
+    assert type(optimizer).__name__ == "AdamW" and optimizer.param_groups[0]["weight_decay"] == pytest.approx(expected)

@@ -39,6 +39,7 @@ PREDICT_OPTIONS = {
     "weight_download_region": "weight_download_region",
     "skip_load_validation": "skip_load_validation",
     "model_cache_dir": "model_cache_dir",
+    "photos": "photos",
 }
 
 
@@ -58,6 +59,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "megadetector_predictions.json for Timelapse, the species as classifications",
     )  # fmt: skip
     relative_to_option(predict)
+    predict.add_argument(
+        "--photos", choices=["image", "skip"],
+        help="photos in --data-dir beside the videos: image classifies them too (kifaru image predict's model and "
+        "outputs, zamba_image_predictions.csv), skip leaves them out as zamba does (default: refused, saying so)",
+    )  # fmt: skip
     predict.add_argument("-o", "--overwrite", action="store_true", default=None, help="replace outputs of an earlier run")
     add_processing_options(predict, "model call")
     predict.add_argument("--gpus", type=int, help="GPUs to use; 0 for the CPU (default: a GPU if there is one)")
@@ -85,7 +91,8 @@ def handle(args: argparse.Namespace) -> int:
     if run.duplicates:
         warn(f"{config.filepaths}: {run.duplicates} duplicate rows dropped")
     if run.ignored:
-        print(f"note: not videos, ignored in {config.data_dir}: {run.ignored}", file=sys.stderr)
+        also = "; the photos are classified after the videos, with the image model" if run.photos_run is not None else ""
+        print(f"note: not videos, ignored in {config.data_dir}: {run.ignored}{also}", file=sys.stderr)
     # Chosen before the banner (exporting to ONNX first, if needed), so that it can say which
     # runtime runs the classifier: a fallback to PyTorch halves the speed and must not go unseen.
     runtime = choose_classifier_runtime(run) if run.files else None
@@ -115,4 +122,11 @@ def handle(args: argparse.Namespace) -> int:
         print(f"the files without a prediction and why are in {where}", file=sys.stderr)
     if not report.outputs:
         print(report.predictions_csv(), end="")
-    return exit_code_for(len(report.failed))
+    photos_failed = 0
+    if report.photos is not None:
+        photos = report.photos
+        photos_failed = len(photos.failed)
+        print(f"{plural(len(photos.records), 'photo')} ({photos.run.checkpoint.hyper_parameters.get('model_name')}): {len(photos.predicted)} predicted, {photos_failed} failed")
+        for path in photos.outputs.values():
+            print(f"wrote {path}")
+    return exit_code_for(len(report.failed) + photos_failed)
