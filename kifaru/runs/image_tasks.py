@@ -86,7 +86,6 @@ class LoadPhoto:
         record = Record(item.name, media=MEDIA_IMAGE, fingerprint=fingerprint, notes=list(photo.notes))
         record.outputs["image_size"] = [photo.width, photo.height]
         record.outputs["taken"] = photo.taken.isoformat() if photo.taken is not None else None
-        image = photo.image()
         crops, inputs = [], []
         if found is not None:
             kept = [(xywh, score, category) for xywh, score, category in found if score >= settings.kept_threshold]
@@ -106,10 +105,10 @@ class LoadPhoto:
                     record.notes.append(f"detection {number} is less than a pixel wide or high: not classified")
                     continue
                 crops.append({"detection": number, "box": list(box), "conf": round(score, 6), "category": category})
-                inputs.append(self._input(family, image.crop(box)))
+                inputs.append(self._input(family, photo.crop(box)))
         else:  # crop_images false: the whole photo
             crops.append({"detection": None, "box": [0, 0, photo.width, photo.height], "conf": None, "category": None})
-            inputs.append(self._input(family, image))
+            inputs.append(self._input(family, photo.image()))
         record.outputs["crops"] = crops
         record.frames_used = [0] if inputs else []
         return LoadedPhoto(item.index, record, np.stack(inputs) if inputs else None)

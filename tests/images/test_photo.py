@@ -133,3 +133,19 @@ def test_photos_past_the_pixel_limit_are_refused_before_decoding(tmp_path, monke
     monkeypatch.setattr(photo_module, "MAX_PIXELS", 200 * 100 - 1)
     with pytest.raises(NotAPhotoError, match="200 x 100 pixels"):
         read_photo(path)
+
+
+def test_a_photo_is_copied_in_bands_and_cropped_as_pil_crops_it(tmp_path):
+    """read_photo copies the decoded photo a band of rows at a time and crops only the box (the
+    memory of an 8000 x 6000 photo: benchmarks/image_memory.py); the pixels are PIL's own."""
+    from PIL import Image
+
+    from kifaru.images.photo import _as_array, read_photo
+
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(rng.integers(0, 256, (1100, 700, 3), dtype=np.uint8))
+    assert np.array_equal(_as_array(image, rows=512), np.asarray(image))  # 512 + 512 + 76 rows
+    image.save(tmp_path / "p.png")
+    photo = read_photo(tmp_path / "p.png")
+    for box in [(10, 20, 300, 400), (-30, -10, 50, 60), (650, 1000, 760, 1150), (0, 0, 700, 1100)]:
+        assert np.array_equal(np.asarray(photo.crop(box)), np.asarray(image.crop(box))), box
