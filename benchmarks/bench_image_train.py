@@ -2,7 +2,8 @@
 to the macro F1 of photos whose backgrounds it never saw, on the CPU.
 
     .venv/bin/python benchmarks/bench_image_train.py [--data-root ../shared/data] \
-        [--architecture resnet18] [--image-size 128] [--per-background 3] [--max-epochs 40]
+        [--architecture resnet18] [--image-size 96] [--per-background 3] [--max-epochs 40] [--patience 8] \
+        [--monitor val_loss|val_macro_f1]
 
 The set: the 21 animals of zamba's ENA24 test photos (7 classes x 3 photos; each cut out at its
 MegaDetector box, with a margin) pasted at random sizes, places and flips, with small brightness
@@ -122,12 +123,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--architecture", default="resnet18")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--per-background", type=int, default=1, help="composites of each animal on each background")
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--per-background", type=int, default=3, help="composites of each animal on each background")
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--patience", type=int, default=6)
+    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--monitor", default="val_loss", choices=["val_loss", "val_macro_f1"], help="what the best checkpoint and early stopping watch")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "bench_image_train")
     args = parser.parse_args()
     from kifaru.config.image import ImageTrainConfig
@@ -140,9 +142,13 @@ def main() -> None:
         data_dir=args.out / "photos", labels=labels, split_by="background", from_scratch=True, architecture=args.architecture,
         pretrained=False, model_name=None, image_size=args.image_size, crop_images=False, lr=args.lr, batch_size=args.batch_size,
         max_epochs=args.max_epochs, early_stopping_patience=args.patience, save_dir=save_dir, seed=0, num_workers=2,
+        checkpointing={"monitor": args.monitor},
     )  # fmt: skip
+    from kifaru.notices import listening
+
     start = time.perf_counter()
-    report = train_images(config)
+    with listening(lambda notice: print(notice.message, flush=True)):  # one line per epoch
+        report = train_images(config)
     seconds = time.perf_counter() - start
     splits = {s: report.photos.splits.count(s) for s in ("train", "val", "test")}
     keys = ("val_macro_f1", "val_top_1_accuracy", "test_macro_f1", "test_top_1_accuracy")
@@ -150,6 +156,7 @@ def main() -> None:
     result = {
         "machine": machine(), "command": " ".join(sys.argv), "photos": count, "backgrounds": scenes, "splits": splits,
         "classes": report.species, "architecture": args.architecture, "image_size": args.image_size, "epochs": report.epochs,
+        "monitor": args.monitor,
         "seconds": seconds, **figures,
     }  # fmt: skip
     (ROOT / "bench-out" / "bench_image_train.json").write_text(json.dumps(result, indent=1))

@@ -117,7 +117,7 @@ class ImageTrainConfig(StrictConfig):
     max_epochs: int = Field(100, gt=0)
     lr: Optional[float] = Field(None, gt=0)  # None: Lightning's learning-rate finder, as zamba
     image_size: Optional[int] = Field(None, gt=0)
-    batch_size: int = Field(16, gt=0)
+    batch_size: Optional[int] = Field(16, gt=0)  # null: zamba searches the largest; kifaru refuses it (image_runner)
     accumulated_batch_size: Optional[int] = Field(None, gt=0)
     early_stopping_patience: int = Field(3, ge=0)
     extra_train_augmentations: bool = False
@@ -134,7 +134,7 @@ class ImageTrainConfig(StrictConfig):
     scheduler_config: Optional[Union[SchedulerConfig, str]] = "default"
     split_proportions: Optional[dict[str, int]] = {"train": 3, "val": 1, "test": 1}
     model_cache_dir: Optional[Path] = None
-    cache_dir: Optional[Path] = None
+    cache_dir: Optional[Path] = None  # where a run keeps its crops while it trains (default: the user cache)
     weight_download_region: WeightRegion = Field(WeightRegion.us, validate_default=True)
     species_in_label_order: Optional[list[str]] = None
     debug: Optional[int] = Field(None, gt=0)
@@ -204,13 +204,16 @@ class ImageTrainConfig(StrictConfig):
             raise ValueError("architecture chooses the network of a new model: set from_scratch: true")
         if self.model_name is None and self.checkpoint is None and self.architecture is None:
             raise ValueError("give model_name, checkpoint, or from_scratch with architecture")
-        if self.accumulated_batch_size is not None and self.accumulated_batch_size < self.batch_size:
+        if self.checkpointing.monitor not in (None, "val_loss", "val_macro_f1"):
+            raise ValueError(f"checkpointing.monitor must be val_loss or val_macro_f1 (it also decides early stopping), got '{self.checkpointing.monitor}'")
+        if self.accumulated_batch_size is not None and self.batch_size is not None and self.accumulated_batch_size < self.batch_size:
             raise ValueError(f"accumulated_batch_size ({self.accumulated_batch_size}) must be at least batch_size ({self.batch_size})")
         return self
 
     @property
     def accumulate_grad_batches(self) -> int:
-        return max(1, (self.accumulated_batch_size or self.batch_size) // self.batch_size)
+        batch = self.batch_size or 1
+        return max(1, (self.accumulated_batch_size or batch) // batch)
 
 
 class ImageConfigFile(StrictConfig):

@@ -224,10 +224,13 @@ def _write_configuration(run: PredictRun, resuming: bool) -> None:
     configuration = {
         "model_class": run.checkpoint.model_class,
         "species": run.species,
-        "predict_config": run.predict_config.model_dump(mode="json", exclude={"filepaths"}),
+        # zamba's keys only (zamba reads this file back as a config); kifaru's photos choice apart.
+        "predict_config": run.predict_config.model_dump(mode="json", exclude={"filepaths", "photos"}),
         "inference_start_time": started or datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),
         "video_loader_config": run.video_loader_config.model_dump(mode="json"),
     }
+    if run.predict_config.photos is not None:
+        configuration["photos"] = str(run.predict_config.photos)
     if run.classifier_runtime is not None:  # kifaru's own: which runtime ran the classifier, and why
         runtime_key, reason_key = KIFARU_CONFIGURATION_KEYS
         configuration[runtime_key] = run.classifier_runtime.runtime

@@ -1,6 +1,8 @@
 """Training data of an image run: every labelled photo read once (and its animals found) on the
-engine, its crops (or the whole photo) kept as the family's fitted pixels, then served each epoch
-augmented as zamba augments camera-trap photos, and normalised as prediction normalises them.
+engine, its crops (or the whole photo) stored as the family's fitted pixels, one ``.npy`` file per
+photo in the run's crop folder (in ``cache_dir``: memory stays flat however many photos there are,
+and the data loader's processes read the crops they need), then served each epoch augmented as
+zamba augments camera-trap photos, and normalised as prediction normalises them.
 
 A photo that cannot be read is a failure record; one in which the detector finds nothing at
 ``detections_threshold`` is not trained on (prediction would not classify it either) and is
@@ -10,6 +12,7 @@ reported with that reason: neither is ever trained on as something else.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -20,11 +23,22 @@ from kifaru.runs.records import STAGE_DETECT, STATUS_FAILED, Record
 NOTHING_FOUND = "the detector found no animal at detections_threshold {threshold:g}: not trained on (prediction would not classify it)"
 
 
+@dataclass(frozen=True)
+class StoredCrop:
+    """Crop ``index`` of the (crops, size, size, 3) uint8 array saved in ``path``."""
+
+    path: str
+    index: int
+
+    def load(self) -> np.ndarray:
+        return np.array(np.load(self.path, mmap_mode="r")[self.index])
+
+
 @dataclass
 class PhotoCrops:
-    """The fitted uint8 pixels (size, size, 3) of every crop, and the photo each is from."""
+    """Every crop's stored pixels (fitted, uint8 (size, size, 3)), and the photo each is from."""
 
-    pixels: list[np.ndarray]
+    pixels: list[StoredCrop]
     photo: list[int]  # index into the labelled photos
     conf: list[Optional[float]]  # the detection's confidence (None: the whole photo)
     failures: list[Record]
@@ -36,10 +50,16 @@ class PhotoCrops:
 
 
 def load_crops(
-    filepaths: Sequence[str], settings: Any, num_workers: int, detector: Any = None, progress: Optional[Callable[[Record, int, int], None]] = None
+    filepaths: Sequence[str],
+    settings: Any,
+    num_workers: int,
+    store: Path,
+    detector: Any = None,
+    progress: Optional[Callable[[Record, int, int], None]] = None,
 ) -> PhotoCrops:
     """Each photo read once, in worker processes (kifaru.runs.image_tasks.LoadPhoto with
-    ``as_pixels``); ``detector``: a loaded one to use in this process (tests)."""
+    ``as_pixels``), its crops saved in the folder ``store``; ``detector``: a loaded one to use in
+    this process (tests)."""
     from kifaru.runs.backends import backend_for
     from kifaru.runs.engine import run_items
     from kifaru.runs.image_tasks import LoadPhoto
@@ -48,7 +68,8 @@ def load_crops(
     task = LoadPhoto(settings, detector=detector)
     crops = PhotoCrops([], [], [], [])
     index = {name: i for i, name in enumerate(filepaths)}
-    loaded_pixels: dict[int, tuple[np.ndarray, list]] = {}
+    loaded_pixels: dict[int, tuple[str, list]] = {}
+    Path(store).mkdir(parents=True, exist_ok=True)
 
     def pipeline(todo: Sequence[Any], finish: Callable[[Record], None]) -> None:
         with backend_for(task, 0 if detector is not None else num_workers) as backend:
@@ -58,15 +79,18 @@ def load_crops(
                     record.status, record.stage = STATUS_FAILED, STAGE_DETECT
                     record.reason = NOTHING_FOUND.format(threshold=settings.detections_threshold)
                 elif loaded.inputs is not None:
-                    loaded_pixels[index[record.item]] = (loaded.inputs, record.outputs["crops"])
+                    photo = index[record.item]
+                    path = str(Path(store) / f"{photo:07d}.npy")
+                    np.save(path, loaded.inputs)
+                    loaded_pixels[photo] = (path, record.outputs["crops"])
                 finish(record)
 
     items = items_from(filepaths, media="photo")
     result = run_items(items, pipeline, progress=progress)
     for photo in sorted(loaded_pixels):
-        pixels, described = loaded_pixels[photo]
-        for crop_pixels, crop in zip(pixels, described):
-            crops.pixels.append(crop_pixels)
+        path, described = loaded_pixels[photo]
+        for number, crop in enumerate(described):
+            crops.pixels.append(StoredCrop(path, number))
             crops.photo.append(photo)
             crops.conf.append(crop.get("conf"))
     crops.failures = result.failed
@@ -100,7 +124,7 @@ def photo_augmenter(image_size: int, extra: bool) -> Callable[[Any], Any]:
 class CropDataset:
     """A map-style dataset: item i is (float32 network input (3, S, S), float32 target)."""
 
-    def __init__(self, pixels: Sequence[np.ndarray], targets: np.ndarray, family: ImageFamily, augment: Optional[Callable[[Any], Any]] = None, erase: bool = False) -> None:
+    def __init__(self, pixels: Sequence[StoredCrop], targets: np.ndarray, family: ImageFamily, augment: Optional[Callable[[Any], Any]] = None, erase: bool = False) -> None:
         if len(pixels) != len(targets):
             raise ValueError(f"{len(pixels)} crops but {len(targets)} targets")
         self.pixels = list(pixels)
@@ -115,7 +139,7 @@ class CropDataset:
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         import torch
 
-        pixels = self.pixels[index]
+        pixels = self.pixels[index].load()
         if self.augment is not None:
             pixels = self.augment(torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))).numpy().transpose(1, 2, 0)
         network_input = torch.from_numpy(self.family.normalise(pixels))

@@ -91,9 +91,10 @@ def train_images(config: ImageTrainConfig, *, detector: Any = None, progress: Op
     from kifaru.exceptions import TrainingInterrupted
 
     started = time.time()
+    store = crop_folder(config)
     try:
         with steps.without_third_party_noise():
-            return _train_images(config, detector, progress)
+            return _train_images(config, detector, progress, store)
     except KeyboardInterrupt as interrupt:
         if isinstance(interrupt, TrainingInterrupted):
             raise
@@ -106,9 +107,25 @@ def train_images(config: ImageTrainConfig, *, detector: Any = None, progress: Op
 
             epochs = int(torch.load(written, map_location="cpu", weights_only=False).get("epoch", 0))  # the epochs finished
         raise TrainingInterrupted(getattr(interrupt, "signal_name", "SIGINT"), save_dir, written, epochs) from None
+    finally:
+        import shutil
+
+        shutil.rmtree(store, ignore_errors=True)
 
 
-def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[ProgressCallback]) -> ImageTrainReport:
+def crop_folder(config: ImageTrainConfig) -> Path:
+    """Where this run keeps its crops while it trains (removed when it ends): a new folder in
+    ``cache_dir``, else in the user's cache folder."""
+    import os
+    import uuid
+
+    import platformdirs
+
+    parent = Path(config.cache_dir) if config.cache_dir is not None else Path(platformdirs.user_cache_dir("kifaru")) / "image_crops"
+    return parent / f"run-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[ProgressCallback], store: Path) -> ImageTrainReport:
     import numpy as np
     import pytorch_lightning as pl
 
@@ -139,7 +156,7 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
     size = input_size(source.hyper_parameters, source.family, config.image_size)
     settings = _photo_settings(config, source.family.name, size, device, detector)
 
-    crops = load_crops(photos.filepaths, settings, config.num_workers, detector, progress)
+    crops = load_crops(photos.filepaths, settings, config.num_workers, store, detector, progress)
     used = sorted(set(crops.photo))
     if not used:
         first = crops.failures[0] if crops.failures else None
@@ -178,7 +195,10 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
     module = ImageClassificationModule(network, species, hparams, len(train_loader), weights, weight_decay=config.weight_decay)
     checkpoints = Path(config.checkpoint_path) if config.checkpoint_path is not None else save_dir / CHECKPOINTS_DIR
     trainer_settings = _TrainerSettings(
-        config.max_epochs, EarlyStoppingConfig(monitor="val_loss", patience=config.early_stopping_patience), config.checkpointing,
+        # zamba's: early stopping and the best checkpoint on val_loss; checkpointing.monitor may
+        # name val_macro_f1 for both (val_loss rises as a small set is overfitted while F1 still gains).
+        config.max_epochs, EarlyStoppingConfig(monitor=config.checkpointing.monitor or "val_loss", patience=config.early_stopping_patience),
+        config.checkpointing,
         config.loggers, config.accumulate_grad_batches,
     )  # fmt: skip
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
@@ -210,12 +230,10 @@ def _refuse_what_is_not_done(config: ImageTrainConfig) -> None:
             f"labels {config.labels}: JSON labels (COCO, labels_format) are not read by kifaru yet; give a CSV of "
             "filepath and label (or one 0/1 column per class)"
         )
-    for name, why in (
-        ("mlflow_tracking_uri", "kifaru logs to TensorBoard (loggers), not MLflow"),
-        ("cache_dir", "kifaru keeps the crops of a run in memory and writes no crop cache"),
-    ):
-        if name in config.model_fields_set and getattr(config, name) is not None:
-            warnings.warn(LabelsWarning(f"{name}: not used ({why})"), stacklevel=4)
+    if "mlflow_tracking_uri" in config.model_fields_set and config.mlflow_tracking_uri is not None:
+        warnings.warn(LabelsWarning("mlflow_tracking_uri: not used (kifaru logs to TensorBoard: loggers)"), stacklevel=4)
+    if config.batch_size is None:
+        raise UnsupportedOptionError("batch_size null (zamba then searches for the largest batch that fits): give a number; zamba's default is 16")
     if isinstance(config.devices, int) and config.devices > 1 or isinstance(config.devices, list) and len(config.devices) > 1:
         raise UnsupportedOptionError(f"devices {config.devices}: kifaru image train runs on one device; give devices: 1 (or auto)")
 

@@ -45,6 +45,7 @@ PREDICT_DEFAULTS = {
     "skip_load_validation": False,
     "model_cache_dir": None,
     "deterministic": False,
+    "photos": None,  # kifaru's: photos beside the videos in data_dir are refused until chosen
 }
 
 

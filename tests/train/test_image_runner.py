@@ -14,6 +14,7 @@ from kifaru.config.image import ImagePredictConfig, ImageTrainConfig
 from kifaru.exceptions import ConfigError, TrainingInterrupted, UnsupportedOptionError
 from kifaru.models.checkpoint_info import read_checkpoint_info
 from kifaru.runs.image_predict import predict_images, resolve_image_run
+from kifaru.train.image_data import StoredCrop
 from kifaru.train.image_runner import train_images
 from tests.images.boxes import BrightnessDetector
 from tests.images.photos import SPECIES, save_labelled_photos, write_image_checkpoint, write_labels
@@ -39,7 +40,18 @@ def _config(data: Path, labels: Path, checkpoint: Path, out: Path, **fields) -> 
 def test_a_new_head_for_new_species_and_zamba_s_outputs(labelled, checkpoint, tmp_path):
     data, labels = labelled
     out = tmp_path / "out"
-    report = train_images(_config(data, labels, checkpoint, out))
+    seen = []
+    real_load = StoredCrop.load
+
+    def load(self):  # the data loader reads each crop from the run's crop folder in cache_dir
+        seen.append(Path(self.path).parent)
+        return real_load(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StoredCrop, "load", load)
+        report = train_images(_config(data, labels, checkpoint, out, cache_dir=tmp_path / "crops"))
+    assert seen and {folder.parent for folder in seen} == {tmp_path / "crops"}
+    assert list((tmp_path / "crops").iterdir()) == []  # removed when the run ends
     assert report.species == ["blank", "cat", "lion"]  # "lion" is not the model's: a new head
     assert report.epochs == 2 and report.crops == 18 and not report.failures
     assert report.checkpoint == out / "lila.science.ckpt"  # zamba's name: model_name + .ckpt
@@ -164,6 +176,8 @@ def test_what_kifaru_does_not_do_is_refused(labelled, checkpoint, tmp_path):
     coco.write_text("{}")
     with pytest.raises(UnsupportedOptionError, match="JSON labels .* not read by kifaru yet"):
         train_images(_config(data, coco, checkpoint, tmp_path / "out"))
+    with pytest.raises(UnsupportedOptionError, match="batch_size null .*give a number"):
+        train_images(_config(data, labels, checkpoint, tmp_path / "out", batch_size=None))
     with pytest.raises(UnsupportedOptionError, match="devices 2: kifaru image train runs on one device"):
         train_images(_config(data, labels, checkpoint, tmp_path / "out", devices=2))
 
@@ -186,3 +200,26 @@ def test_adamw_s_weight_decay_is_zamba_s_rule_or_the_one_given(weight_decay, exp
     module = ImageClassificationModule(torch.nn.Linear(3, 2), ["a", "b"], {"lr": 1e-3}, num_training_batches=25, weight_decay=weight_decay)
     optimizer = module.configure_optimizers()
     assert type(optimizer).__name__ == "AdamW" and optimizer.param_groups[0]["weight_decay"] == pytest.approx(expected)
+
+
+def test_checkpoints_and_early_stopping_may_watch_the_macro_f1(labelled, checkpoint, tmp_path, monkeypatch):
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from kifaru.train import lightning_steps
+
+    data, labels = labelled
+    built = []
+    real = lightning_steps.build_trainer
+
+    def build_trainer(*args, **kwargs):
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(lightning_steps, "build_trainer", build_trainer)
+    train_images(_config(data, labels, checkpoint, tmp_path / "out", max_epochs=1, checkpointing={"monitor": "val_macro_f1"}))
+    trainer, best = built[0]
+    stopping = [c for c in trainer.callbacks if isinstance(c, EarlyStopping)]
+    assert best.monitor == "val_macro_f1" and best.mode == "max" and isinstance(best, ModelCheckpoint)
+    assert [(c.monitor, c.mode) for c in stopping] == [("val_macro_f1", "max")]
+    with pytest.raises(ValueError, match="checkpointing.monitor must be val_loss or val_macro_f1"):
+        _config(data, labels, checkpoint, tmp_path / "o", checkpointing={"monitor": "val_top_1_accuracy"})
