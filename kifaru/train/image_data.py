@@ -11,7 +11,7 @@ reported with that reason: neither is ever trained on as something else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -42,6 +42,7 @@ class PhotoCrops:
     photo: list[int]  # index into the labelled photos
     conf: list[Optional[float]]  # the detection's confidence (None: the whole photo)
     failures: list[Record]
+    detection: list[Optional[int]] = field(default_factory=list)  # the box's number in its photo (None: whole)
 
     def of(self, photos: Sequence[int]) -> list[int]:
         """The crops of these photos, in order."""
@@ -93,8 +94,38 @@ def load_crops(
             crops.pixels.append(StoredCrop(path, number))
             crops.photo.append(photo)
             crops.conf.append(crop.get("conf"))
+            crops.detection.append(crop.get("detection"))
     crops.failures = result.failed
     return crops
+
+
+def labelled_boxes(photos: Any) -> dict[str, list]:
+    """The labels' boxes as the photo task takes them (relative x, y, width, height), by photo.
+    Pixel boxes are in the photo as stored: a photo that EXIF turns upright is refused, its box
+    would be cut from the wrong place."""
+    from PIL import Image
+
+    from kifaru.exceptions import ConfigError
+
+    given: dict[str, list] = {}
+    for filepath, boxes in zip(photos.filepaths, photos.boxes or []):
+        size = None
+        if any(v > 1 for box, _ in boxes for v in box):
+            try:
+                with Image.open(filepath) as image:
+                    size = image.size
+                    if image.getexif().get(0x0112, 1) not in (None, 1):
+                        raise ConfigError(f"labels {photos.source}: {filepath} has boxes in pixels but EXIF turns it upright; give its boxes relative (0-1) to the upright photo")
+            except OSError:
+                given[filepath] = []  # unreadable: the photo task records why
+                continue
+        relative_boxes = []
+        for box, _ in boxes:  # as zamba's absolute_bbox: a box whose four values are at most 1 is relative
+            width, height = (1, 1) if all(v <= 1 for v in box) else size
+            x1, y1, x2, y2 = box
+            relative_boxes.append(([x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height], 1.0, "1"))
+        given[filepath] = relative_boxes
+    return given
 
 
 def photo_augmenter(image_size: int, extra: bool) -> Callable[[Any], Any]:

@@ -9,7 +9,9 @@ A labels CSV is read in one of the layouts camera-trap projects keep:
   photos to their sequence: each photo of a sequence gets the sequence's labels.
 
 Optional columns (in the labels or in ``sequence_files``): ``split`` (train, val, test), ``seq_id``
-and any grouping column named by ``split_by`` (season, site). Filepaths are relative to
+and any grouping column named by ``split_by`` (season, site). ``label`` rows may carry a box,
+zamba's ``x1, y1, x2, y2`` (pixels, or relative where all four are at most 1): each row is then
+one crop with its own label, and no detector runs. Filepaths are relative to
 ``data_dir`` unless absolute. Classes are lower-cased from ``label`` rows (as zamba) and sorted,
 or taken in the order of the one-hot columns; ``species_in_label_order`` sets the order.
 
@@ -21,7 +23,7 @@ val would inflate the val score), else each photo alone, drawn per class as zamb
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -54,6 +56,8 @@ class LabelledPhotos:
     groups: list[Optional[str]]  # the split_by column's value
     source: str
     notes: list[str] = field(default_factory=list)
+    # Boxes given in the labels: per photo, [(x1, y1, x2, y2), class] (pixels, or all <= 1: relative).
+    boxes: Optional[list[list[tuple[tuple[float, ...], str]]]] = None
 
     def indices(self, split: str) -> list[int]:
         return [i for i, s in enumerate(self.splits) if s == split]
@@ -61,9 +65,10 @@ class LabelledPhotos:
     def keep(self, filepaths: set[str]) -> "LabelledPhotos":
         """Only the photos in ``filepaths`` (those that could be used)."""
         rows = [i for i, f in enumerate(self.filepaths) if f in filepaths]
-        return LabelledPhotos(
-            [self.filepaths[i] for i in rows], self.species, self.targets[rows], [self.splits[i] for i in rows],
-            [self.seq_ids[i] for i in rows], [self.groups[i] for i in rows], self.source, self.notes,
+        return replace(
+            self, filepaths=[self.filepaths[i] for i in rows], targets=self.targets[rows], splits=[self.splits[i] for i in rows],
+            seq_ids=[self.seq_ids[i] for i in rows], groups=[self.groups[i] for i in rows],
+            boxes=None if self.boxes is None else [self.boxes[i] for i in rows],
         )  # fmt: skip
 
     def with_species(self, species: Sequence[str]) -> "LabelledPhotos":
@@ -71,7 +76,13 @@ class LabelledPhotos:
         index = [list(species).index(name) for name in self.species]
         targets = np.zeros((len(self.filepaths), len(species)), dtype=self.targets.dtype)
         targets[:, index] = self.targets
-        return LabelledPhotos(self.filepaths, list(species), targets, self.splits, self.seq_ids, self.groups, self.source, self.notes)
+        return replace(self, species=list(species), targets=targets)
+
+    def box_targets(self, photo: int, box: int) -> np.ndarray:
+        """The 0/1 target of box ``box`` of photo ``photo`` (its own row's class)."""
+        target = np.zeros(len(self.species), dtype=self.targets.dtype)
+        target[self.species.index(self.boxes[photo][box][1])] = 1  # type: ignore[index]
+        return target
 
 
 def read_image_labels(
@@ -135,6 +146,7 @@ def read_image_labels(
     if split_by is not None and split_by not in group_columns:
         raise ConfigError(f"split_by {split_by}: no such column in {labels}{' or ' + str(sequence_files) if sequence_files else ''} (found {', '.join(sorted(group_columns))})")
 
+    boxes = _boxes(labels, columns, records, key, [r[0] for r in rows])
     species = _ordered(classes, species_in_label_order, labels)
     index = {name: i for i, name in enumerate(species)}
     targets = np.zeros((len(rows), len(species)), dtype=np.int64)
@@ -145,7 +157,32 @@ def read_image_labels(
         missing = next(f for (f, *_), s in zip(rows, splits) if not s)
         raise ConfigError(f"labels {labels}: some photos have a split and others not (e.g. {missing}); give every photo one, or none")
     filepaths = [f if Path(f).is_absolute() else str(Path(data_dir) / f) for f, *_ in rows]
-    return LabelledPhotos(filepaths, species, targets, splits, [r[2] for r in rows], [r[4] for r in rows], source, notes)
+    return LabelledPhotos(filepaths, species, targets, splits, [r[2] for r in rows], [r[4] for r in rows], source, notes, boxes)
+
+
+def _boxes(labels: Path, columns: list[str], records: list[dict[str, str]], key: str, keys: Sequence[str]) -> Optional[list]:
+    """Each photo's boxes and their classes, where the labels give x1, y1, x2, y2 (else None)."""
+    if not all(c in columns for c in BOX_COLUMNS) or LABEL not in columns or key != FILEPATH:
+        return None
+    by_photo: dict[str, list] = {}
+    for number, record in enumerate(records, start=2):
+        label = (record.get(LABEL) or "").strip().lower()
+        if not label:
+            continue
+        values = [(record.get(c) or "").strip() for c in BOX_COLUMNS]
+        if not all(values):
+            raise ConfigError(
+                f"labels {labels}, line {number}: no box ({', '.join(BOX_COLUMNS)} empty) where other rows have one; "
+                "give every row its box, or drop the box columns (the detector then finds the animals)"
+            )
+        try:
+            box = tuple(float(v) for v in values)
+        except ValueError:
+            raise ConfigError(f"labels {labels}, line {number}: the box {', '.join(values)} is not four numbers") from None
+        if not (box[0] < box[2] and box[1] < box[3]):
+            raise ConfigError(f"labels {labels}, line {number}: the box {', '.join(values)} is empty (x1 < x2 and y1 < y2 are needed)")
+        by_photo.setdefault((record.get(key) or "").strip(), []).append((box, label))
+    return [by_photo.get(k, []) for k in keys]
 
 
 def _classes_by_key(labels: Path, columns: list[str], records: list[dict[str, str]], key: str, reserved: set[str]) -> tuple[dict[str, list[str]], list[str]]:
@@ -233,7 +270,7 @@ def split_photos(photos: LabelledPhotos, proportions: Optional[Mapping[str, int]
         splits = site_splits(list(groups), proportions, seed=split_seed())
     else:
         splits = species_splits(photos.targets, photos.species, proportions, split_seed())
-    return LabelledPhotos(photos.filepaths, photos.species, photos.targets, splits, photos.seq_ids, photos.groups, photos.source, photos.notes)
+    return replace(photos, splits=splits)
 
 
 def image_splits_csv(photos: LabelledPhotos) -> str:

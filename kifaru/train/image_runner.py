@@ -130,7 +130,7 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
     import pytorch_lightning as pl
 
     from kifaru.images.preprocess import input_size
-    from kifaru.train.image_data import CropDataset, load_crops, photo_augmenter
+    from kifaru.train.image_data import CropDataset, labelled_boxes, load_crops, photo_augmenter
     from kifaru.train.image_module import ImageClassificationModule, balanced_class_weights
 
     _refuse_what_is_not_done(config)
@@ -154,7 +154,8 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
         photos = photos.with_species(species)
     device = _device(config)
     size = input_size(source.hyper_parameters, source.family, config.image_size)
-    settings = _photo_settings(config, source.family.name, size, device, detector)
+    given = labelled_boxes(photos) if photos.boxes is not None and config.crop_images else None
+    settings = _photo_settings(config, source.family.name, size, device, detector, given)
 
     crops = load_crops(photos.filepaths, settings, config.num_workers, store, detector, progress)
     used = sorted(set(crops.photo))
@@ -173,7 +174,10 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
     subsets = {split: crops.of(photos.indices(split)) for split in ("train", "val", "test")}
     if not subsets["train"]:
         raise ConfigError("no photo is in the train split; check the split column or split_proportions")
-    shares = photos.targets[crops.photo].astype(np.float32)
+    if given is not None:  # each box its own row's class
+        shares = np.array([photos.box_targets(p, d) for p, d in zip(crops.photo, crops.detection)], dtype=np.float32)
+    else:
+        shares = photos.targets[crops.photo].astype(np.float32)
 
     def dataset(split: str, augment: bool = False) -> CropDataset:
         members = subsets[split]
@@ -313,17 +317,18 @@ def _device(config: ImageTrainConfig) -> str:
     return check_device(requested, "accelerator")
 
 
-def _photo_settings(config: ImageTrainConfig, family: str, size: int, device: str, detector: Any) -> Any:
+def _photo_settings(config: ImageTrainConfig, family: str, size: int, device: str, detector: Any, given: Optional[dict] = None) -> Any:
     from kifaru.detection.registry import DETECTORS
     from kifaru.runs.image_tasks import PhotoSettings
 
     entry = DETECTORS[config.detector]
-    detecting = config.crop_images and detector is None
+    detecting = config.crop_images and detector is None and given is None
     where = device if device.startswith("cuda") else "cpu"
     return PhotoSettings(
         crop_images=config.crop_images, detections_threshold=config.detections_threshold, family=family, image_size=size,
-        detector=config.detector if config.crop_images else None, detector_weights=entry.prepare(None, where) if detecting else None,
-        device=where, kept_threshold=min(entry.kept_threshold, config.detections_threshold), as_pixels=True,
+        detector=config.detector if config.crop_images and given is None else None,
+        detector_weights=entry.prepare(None, where) if detecting else None, device=where,
+        given_boxes=given, kept_threshold=min(entry.kept_threshold, config.detections_threshold), as_pixels=True,
     )  # fmt: skip
 
 

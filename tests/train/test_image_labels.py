@@ -122,3 +122,16 @@ def test_targets_widened_to_a_model_s_species(tmp_path):
     photos = read_image_labels(_write(tmp_path / "labels.csv", "filepath,label\na.jpg,cat\nb.jpg,zebra\n"), tmp_path)
     wide = photos.with_species(["blank", "cat", "elephant", "zebra"])
     assert np.array_equal(wide.targets, [[0, 1, 0, 0], [0, 0, 0, 1]])
+
+
+def test_label_rows_with_boxes_are_one_crop_each(tmp_path):
+    labels = _write(tmp_path / "labels.csv", "filepath,label,x1,y1,x2,y2\na.jpg,cat,10,20,110,90\na.jpg,Lion,0.5,0.1,0.9,0.6\nb.jpg,cat,5,5,50,50\n")
+    photos = read_image_labels(labels, tmp_path)
+    assert photos.species == ["cat", "lion"] and photos.targets.tolist() == [[1, 1], [1, 0]]
+    assert photos.boxes == [[((10.0, 20.0, 110.0, 90.0), "cat"), ((0.5, 0.1, 0.9, 0.6), "lion")], [((5.0, 5.0, 50.0, 50.0), "cat")]]
+    assert photos.box_targets(0, 1).tolist() == [0, 1]
+    assert read_image_labels(_write(tmp_path / "plain.csv", "filepath,label\na.jpg,cat\n"), tmp_path).boxes is None
+    with pytest.raises(ConfigError, match=r"line 3: no box .* where other rows have one"):
+        read_image_labels(_write(tmp_path / "half.csv", "filepath,label,x1,y1,x2,y2\na.jpg,cat,1,2,3,4\nb.jpg,cat,,,,\n"), tmp_path)
+    with pytest.raises(ConfigError, match=r"line 2: the box 30, 2, 3, 4 is empty"):
+        read_image_labels(_write(tmp_path / "empty.csv", "filepath,label,x1,y1,x2,y2\na.jpg,cat,30,2,3,4\n"), tmp_path)

@@ -223,3 +223,38 @@ def test_checkpoints_and_early_stopping_may_watch_the_macro_f1(labelled, checkpo
     assert [(c.monitor, c.mode) for c in stopping] == [("val_macro_f1", "max")]
     with pytest.raises(ValueError, match="checkpointing.monitor must be val_loss or val_macro_f1"):
         _config(data, labels, checkpoint, tmp_path / "o", checkpointing={"monitor": "val_top_1_accuracy"})
+
+
+def test_boxes_in_the_labels_are_cropped_each_with_its_own_class(tmp_path, checkpoint, monkeypatch):
+    """zamba's labels with x1, y1, x2, y2: no detector runs; a photo with a cat box and a lion box
+    gives two crops, each trained on as its own row's class."""
+    import numpy as np
+
+    from kifaru.train import image_data
+
+    data = tmp_path / "photos"
+    rows = save_labelled_photos(data, per_class=6, classes=("cat", "lion"))
+    boxed = [(name, label, 10, 10, 200, 150) for name, label in rows]  # pixels
+    boxed += [(rows[0][0], "lion", 0.5, 0.5, 0.95, 0.95)]  # relative: a second box on the first cat photo
+    labels = write_labels(tmp_path / "labels.csv", boxed, header=("filepath", "label", "x1", "y1", "x2", "y2"))
+    made = []
+    real_init = image_data.CropDataset.__init__
+
+    def init(self, pixels, targets, *args, **kwargs):
+        real_init(self, pixels, targets, *args, **kwargs)
+        made.append(self)
+        shapes.add(self.pixels[0].load().shape)  # while the run's crop folder exists
+
+    shapes = set()
+
+    monkeypatch.setattr(image_data.CropDataset, "__init__", init)
+    report = train_images(_config(data, labels, checkpoint, tmp_path / "out", crop_images=True, max_epochs=1, use_default_model_labels=False))
+    assert report.crops == 13 and not report.failures
+    first = str(data / rows[0][0])
+    targets = {}
+    for dataset in made[:3]:  # train, val, test
+        for crop, target in zip(dataset.pixels, dataset.targets):
+            targets.setdefault(Path(crop.path).name, {})[crop.index] = target.tolist()
+    photo = f"{report.photos.filepaths.index(first):07d}.npy"
+    assert targets[photo] == {0: [1.0, 0.0], 1: [0.0, 1.0]}  # cat box, then the lion box
+    assert shapes == {(64, 64, 3)} and np.isfinite(report.val_metrics["val_loss"])
