@@ -3,7 +3,7 @@ to the macro F1 of photos whose backgrounds it never saw, on the CPU.
 
     .venv/bin/python benchmarks/bench_image_train.py [--data-root ../shared/data] \
         [--architecture resnet18] [--image-size 96] [--per-background 3] [--max-epochs 40] [--patience 8] \
-        [--monitor val_loss|val_macro_f1]
+        [--monitor val_loss|val_macro_f1] [--extra-augmentations] [--cosine-over-run]
 
 The set: the 21 animals of zamba's ENA24 test photos (7 classes x 3 photos; each cut out at its
 MegaDetector box, with a margin) pasted at random sizes, places and flips, with small brightness
@@ -130,6 +130,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--monitor", default="val_loss", choices=["val_loss", "val_macro_f1"], help="what the best checkpoint and early stopping watch")
+    parser.add_argument("--extra-augmentations", action="store_true", help="extra_train_augmentations: true (resized crops, grayscale, equalise, ...)")
+    parser.add_argument(
+        "--cosine-over-run", action="store_true",
+        help="scheduler_config: CosineAnnealingLR with T_max max_epochs (the default's T_max is the patience, so its rate rises again after it)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "bench_image_train")
     args = parser.parse_args()
     from kifaru.config.image import ImageTrainConfig
@@ -142,7 +147,8 @@ def main() -> None:
         data_dir=args.out / "photos", labels=labels, split_by="background", from_scratch=True, architecture=args.architecture,
         pretrained=False, model_name=None, image_size=args.image_size, crop_images=False, lr=args.lr, batch_size=args.batch_size,
         max_epochs=args.max_epochs, early_stopping_patience=args.patience, save_dir=save_dir, seed=0, num_workers=2,
-        checkpointing={"monitor": args.monitor},
+        checkpointing={"monitor": args.monitor}, extra_train_augmentations=args.extra_augmentations,
+        scheduler_config={"scheduler": "CosineAnnealingLR", "scheduler_params": {"T_max": args.max_epochs}} if args.cosine_over_run else "default",
     )  # fmt: skip
     from kifaru.notices import listening
 
@@ -156,7 +162,7 @@ def main() -> None:
     result = {
         "machine": machine(), "command": " ".join(sys.argv), "photos": count, "backgrounds": scenes, "splits": splits,
         "classes": report.species, "architecture": args.architecture, "image_size": args.image_size, "epochs": report.epochs,
-        "monitor": args.monitor,
+        "monitor": args.monitor, "extra_train_augmentations": args.extra_augmentations, "cosine_over_run": args.cosine_over_run,
         "seconds": seconds, **figures,
     }  # fmt: skip
     (ROOT / "bench-out" / "bench_image_train.json").write_text(json.dumps(result, indent=1))

@@ -2,7 +2,8 @@
 format 1.6 for Timelapse, run as a user runs it (the command line, the real MegadetectorLite in
 worker processes, a tiny classifier), checked by MegaDetector's own validator and read back.
 
-Videos, a photo (given by ``--filepaths``: a data folder's listing takes videos only), a file no
+Videos, a photo (given by ``--filepaths``; the data folder run says ``--photos skip``, so its
+listing takes videos only), a file no
 decoder can read, and a blank clip. Skipped without the validator (``MEGADETECTOR_PYTHON``, see
 ``tests.helpers.megadetector_format``) or without the detector's weights; the reader test needs
 only the weights.
@@ -46,7 +47,7 @@ def predicted(media, tmp_path_factory, request) -> dict[str, Path]:
     loader = DETECTOR_CONFIG.model_dump(mode="json", exclude_defaults=True)
     loader["megadetector_lite_config"].pop("device")
     checkpoint = write_tiny_checkpoint(work / "tiny.ckpt", loader_config=loader)
-    folder_run = ["predict", "--data-dir", str(media), "--checkpoint", str(checkpoint), "--save-dir", str(work / "folder")]
+    folder_run = ["predict", "--data-dir", str(media), "--checkpoint", str(checkpoint), "--save-dir", str(work / "folder"), "--photos", "skip"]
     assert main([*folder_run, "--output-format", "csv,megadetector", "-q"]) == EXIT_FAILED  # broken.mp4
     listing = work / "files.csv"
     listing.write_text("filepath\n" + "".join(f"{media / name}\n" for name in ("photo.jpg", "cat.mp4", "broken.mp4")))
