@@ -3,10 +3,9 @@ format 1.6 for Timelapse, run as a user runs it (the command line, the real Mega
 worker processes, a tiny classifier), checked by MegaDetector's own validator and read back.
 
 Videos, a photo (given by ``--filepaths``; the data folder run says ``--photos skip``, so its
-listing takes videos only), a file no
-decoder can read, and a blank clip. Skipped without the validator (``MEGADETECTOR_PYTHON``, see
-``tests.helpers.megadetector_format``) or without the detector's weights; the reader test needs
-only the weights.
+listing takes videos only), a file no decoder can read, and a blank clip. Skipped without the
+validator (``MEGADETECTOR_PYTHON``, see ``tests.helpers.megadetector_format``) or without the
+detector's weights; the reader test needs only the weights.
 """
 
 from __future__ import annotations
