@@ -15,6 +15,9 @@ one crop with its own label, and no detector runs. Filepaths are relative to
 ``data_dir`` unless absolute. Classes are lower-cased from ``label`` rows (as zamba) and sorted,
 or taken in the order of the one-hot columns; ``species_in_label_order`` sets the order.
 
+A JSON file (``labels_format`` coco or megadetector, as zamba) is read as ``label`` rows with boxes
+(``kifaru.train.json_labels``).
+
 Splits, when the labels have none, never put one group in two splits: the ``split_by`` group, else
 the photo's sequence (the photos of one trigger are near copies: a burst split across train and
 val would inflate the val score), else each photo alone, drawn per class as zamba draws them.
@@ -29,10 +32,11 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from kifaru.config.image import SPLITS
+from kifaru.config.image import SPLITS, LabelsFormat
 from kifaru.exceptions import ConfigError
 from kifaru.images.sequences import SEQ_ID_COLUMN
 from kifaru.runs.inputs import read_csv_rows
+from kifaru.train.json_labels import read_json_label_rows
 from kifaru.train.labels import LabelsWarning, site_splits, species_splits, split_seed
 
 FILEPATH = "filepath"
@@ -92,9 +96,14 @@ def read_image_labels(
     sequence_files: Optional[Path] = None,
     split_by: Optional[str] = None,
     species_in_label_order: Optional[Sequence[str]] = None,
+    labels_format: LabelsFormat = LabelsFormat.coco,
 ) -> LabelledPhotos:
     """The labelled photos (see the module); ConfigError naming the file, column or row at fault."""
-    columns, records = read_csv_rows(labels, "labels")
+    notes: list[str] = []
+    if Path(labels).suffix.lower() == ".json":
+        columns, records, notes = read_json_label_rows(labels, labels_format)
+    else:
+        columns, records = read_csv_rows(labels, "labels")
     source = str(labels)
     if not records:
         raise ConfigError(f"labels {labels}: no rows")
@@ -107,7 +116,6 @@ def read_image_labels(
     by_key, classes = _classes_by_key(labels, columns, records, key, reserved)
     extra = _column_by_key(records, key, [SPLIT, SEQ_ID_COLUMN, split_by])
 
-    notes: list[str] = []
     if key == SEQ_ID_COLUMN:
         files_columns, files = read_csv_rows(sequence_files, "sequence_files")
         for needed in (FILEPATH, SEQ_ID_COLUMN):

@@ -145,7 +145,7 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
         raise ConfigError(f"{save_dir} already holds {destination.name}: choose another save_dir, or pass --overwrite (overwrite: true) to replace it")
     photos = read_image_labels(
         config.labels, config.data_dir, sequence_files=config.sequence_files, split_by=config.split_by,
-        species_in_label_order=config.species_in_label_order,
+        species_in_label_order=config.species_in_label_order, labels_format=config.labels_format,
     )  # fmt: skip
     for note in photos.notes:
         warnings.warn(LabelsWarning(f"labels {config.labels}: {note}"), stacklevel=3)
@@ -229,11 +229,6 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
 
 def _refuse_what_is_not_done(config: ImageTrainConfig) -> None:
     """Options kifaru does not carry out (yet) are refused or named, never silently ignored."""
-    if Path(config.labels).suffix.lower() == ".json":
-        raise UnsupportedOptionError(
-            f"labels {config.labels}: JSON labels (COCO, labels_format) are not read by kifaru yet; give a CSV of "
-            "filepath and label (or one 0/1 column per class)"
-        )
     if "mlflow_tracking_uri" in config.model_fields_set and config.mlflow_tracking_uri is not None:
         warnings.warn(LabelsWarning("mlflow_tracking_uri: not used (kifaru logs to TensorBoard: loggers)"), stacklevel=4)
     if config.batch_size is None:

@@ -172,10 +172,6 @@ def test_without_a_learning_rate_the_finder_chooses_one(labelled, checkpoint, tm
 
 def test_what_kifaru_does_not_do_is_refused(labelled, checkpoint, tmp_path):
     data, labels = labelled
-    coco = tmp_path / "labels.json"
-    coco.write_text("{}")
-    with pytest.raises(UnsupportedOptionError, match="JSON labels .* not read by kifaru yet"):
-        train_images(_config(data, coco, checkpoint, tmp_path / "out"))
     with pytest.raises(UnsupportedOptionError, match="batch_size null .*give a number"):
         train_images(_config(data, labels, checkpoint, tmp_path / "out", batch_size=None))
     with pytest.raises(UnsupportedOptionError, match="devices 2: kifaru image train runs on one device"):
@@ -258,3 +254,28 @@ def test_boxes_in_the_labels_are_cropped_each_with_its_own_class(tmp_path, check
     photo = f"{report.photos.filepaths.index(first):07d}.npy"
     assert targets[photo] == {0: [1.0, 0.0], 1: [0.0, 1.0]}  # cat box, then the lion box
     assert shapes == {(64, 64, 3)} and np.isfinite(report.val_metrics["val_loss"])
+
+
+def test_coco_labels_train_on_their_boxes_and_whole_photos(tmp_path, checkpoint):
+    """A COCO labels file (zamba's labels_format: coco): each box a crop of its class, an
+    annotation without a box its whole photo, COCO Camera Traps' location as split_by."""
+    data = tmp_path / "photos"
+    rows = save_labelled_photos(data, per_class=6, classes=("cat", "lion"))
+    names = sorted({name for name, _ in rows})
+    coco = {
+        "images": [{"id": i, "file_name": name, "location": f"site_{i % 4}"} for i, name in enumerate(names)],
+        "categories": [{"id": 1, "name": "Cat"}, {"id": 2, "name": "Lion"}],
+        "annotations": [
+            {"id": i, "image_id": names.index(name), "category_id": 1 if label == "cat" else 2, **({"bbox": [10, 10, 190, 140]} if i % 3 else {})}
+            for i, (name, label) in enumerate(rows)
+        ],
+    }  # fmt: skip
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(coco))
+    with pytest.warns(UserWarning, match=r"4 annotation\(s\) without a bbox label their whole photo"):
+        report = train_images(_config(data, labels, checkpoint, tmp_path / "out", crop_images=True, max_epochs=1, split_by="location"))
+    assert report.crops == 12 and not report.failures and report.species == ["cat", "lion"]
+    by_split: dict[str, set] = {}
+    for filepath, split in zip(report.photos.filepaths, report.photos.splits):
+        by_split.setdefault(split, set()).add(f"site_{names.index(Path(filepath).name) % 4}")
+    assert sum(len(sites) for sites in by_split.values()) == 4  # no site in two splits
