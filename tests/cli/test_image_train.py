@@ -78,3 +78,25 @@ def test_zamba_s_yaml_and_the_command_line(tmp_path, capsys, monkeypatch):
     assert "unknown field 'early_stoping_patience' (did you mean 'early_stopping_patience'?)" in capsys.readouterr().err
     assert main(["image", "train", "--labels", "labels.csv"]) == EXIT_USAGE
     assert "give --data-dir" in capsys.readouterr().err
+
+
+def test_megadetector_labels_from_the_command_line(tmp_path, capsys, monkeypatch):
+    """--labels results.json --labels-format megadetector: each classified detection a crop of its class."""
+    monkeypatch.chdir(tmp_path)
+    rows = save_labelled_photos(tmp_path / "photos", per_class=4, classes=("cat", "lion"))
+    checkpoint = write_image_checkpoint(tmp_path / "tiny.ckpt", image_size=48)
+    results = {
+        "info": {"format_version": "1.4"}, "detection_categories": {"1": "animal"}, "classification_categories": {"0": "cat", "1": "lion"},
+        "images": [
+            {"file": name, "detections": [{"category": "1", "conf": 0.9, "bbox": [0.1, 0.1, 0.6, 0.7], "classifications": [[str(int(label == "lion")), 0.9]]}]}
+            for name, label in rows
+        ] + [{"file": "unclassified.jpg", "detections": [{"category": "1", "conf": 0.9, "bbox": [0.1, 0.1, 0.5, 0.5]}]}],
+    }  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    argv = ["image", "train", "--data-dir", "photos", "--labels", "results.json", "--checkpoint", str(checkpoint), "--max-epochs", "1", "--lr", "0.001"]
+    assert main([*argv, "--num-workers", "0"]) == EXIT_USAGE  # COCO, the default, is not what this file holds
+    assert "is labels_format right?" in capsys.readouterr().err
+    assert main([*argv, "--num-workers", "0", "--labels-format", "megadetector"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "1 detection(s) without classifications left out" in captured.err
+    assert "trained 1 epoch on 8 photos" in captured.out

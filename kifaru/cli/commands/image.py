@@ -106,6 +106,7 @@ def _register_predict(commands: argparse._SubParsersAction) -> None:
 IMAGE_TRAIN_OPTIONS = {
     "data_dir": "data_dir",
     "labels": "labels",
+    "labels_format": "labels_format",
     "checkpoint": "checkpoint",
     "model": "model_name",
     "save_dir": "save_dir",
@@ -143,8 +144,10 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--data-dir", type=Path, help="folder the labels' filepaths are relative to")
     train.add_argument(
         "--labels", type=Path, metavar="LABELS.csv",
-        help="CSV: filepath and label rows, or one 0/1 column per class; by seq_id with --sequence-files (optional: split, seq_id, a --split-by column)",
+        help="CSV: filepath and label rows, or one 0/1 column per class; by seq_id with --sequence-files (optional: split, seq_id, a --split-by column); "
+        "or a JSON file (--labels-format)",
     )  # fmt: skip
+    train.add_argument("--labels-format", choices=["coco", "megadetector"], help="for JSON labels: COCO (default) or MegaDetector results with classifications")
     train.add_argument("--sequence-files", type=Path, metavar="CSV", help="filepath and seq_id of each photo, for labels given per seq_id")
     train.add_argument("--split-by", metavar="COLUMN", help="make splits that keep this column's groups apart (season, site)")
     train.add_argument("--checkpoint", type=Path, help="fine-tune this image checkpoint (zamba's or kifaru's)")
