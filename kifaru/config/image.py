@@ -154,6 +154,11 @@ class ImageTrainConfig(StrictConfig):
     # weights by a factor e each epoch: on a set of a few hundred photos it wipes out what the
     # network learns (measured: docs/benchmarks.md), hence AdamW's usual 0.01 by default.
     weight_decay: Union[float, Literal["zamba"]] = 0.01
+    optimizer: str = "AdamW"  # a torch.optim class (zamba's AdamW); weight_decay goes to it where it takes one
+    optimizer_params: dict[str, Any] = {}
+    # kifaru.train.augment, by name ([{name: color_jitter, brightness: 0.3}, ...]): applied to each
+    # training crop after zamba's own (perspective, flip, rotation; extra_train_augmentations' too).
+    augmentations: list[Any] = []
     aggregation: Aggregation = Field(Aggregation.mean, validate_default=True)  # sequence metrics
     overwrite: bool = False
     resume_from: Optional[Path] = None  # save_dir/checkpoints/last.ckpt of a stopped run
@@ -186,6 +191,13 @@ class ImageTrainConfig(StrictConfig):
             raise ValueError(f"scheduler_config must be 'default', null or a mapping, got '{value}'")
         return value
 
+    @field_validator("augmentations")
+    @classmethod
+    def _known_augmentations(cls, value: list[Any]) -> list[Any]:
+        from kifaru.train.augment import parse_augmentation
+
+        return [parse_augmentation(item) for item in value]
+
     @field_validator("loggers")
     @classmethod
     def _known_loggers(cls, value: list[str]) -> list[str]:
@@ -206,6 +218,8 @@ class ImageTrainConfig(StrictConfig):
             raise ValueError("give model_name, checkpoint, or from_scratch with architecture")
         if self.checkpointing.monitor not in (None, "val_loss", "val_macro_f1"):
             raise ValueError(f"checkpointing.monitor must be val_loss or val_macro_f1 (it also decides early stopping), got '{self.checkpointing.monitor}'")
+        if "weight_decay" in self.model_fields_set and "weight_decay" in self.optimizer_params:
+            raise ValueError("weight_decay is given twice (weight_decay and optimizer_params.weight_decay): keep one")
         if self.accumulated_batch_size is not None and self.batch_size is not None and self.accumulated_batch_size < self.batch_size:
             raise ValueError(f"accumulated_batch_size ({self.accumulated_batch_size}) must be at least batch_size ({self.batch_size})")
         return self

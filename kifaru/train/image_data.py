@@ -128,11 +128,28 @@ def labelled_boxes(photos: Any) -> dict[str, list]:
     return given
 
 
-def photo_augmenter(image_size: int, extra: bool) -> Callable[[Any], Any]:
+class _ThenNamed:
+    """zamba's photo pipeline, then kifaru's named augmentations (kifaru.train.augment, which
+    work on clips: a photo is a clip of one frame); pickles for the data loader's processes."""
+
+    def __init__(self, pipeline: Any, named: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.pipeline, self.named = pipeline, named
+
+    def __call__(self, pixels: Any) -> Any:
+        import torch
+
+        frame = self.pipeline(pixels).permute(1, 2, 0).numpy()[None]
+        return torch.from_numpy(self.named(frame)[0]).permute(2, 0, 1)
+
+
+def photo_augmenter(image_size: int, extra: bool, named: Sequence[Any] = ()) -> Callable[[Any], Any]:
     """zamba's training augmentations for camera-trap photos, on uint8 (3, H, W) tensors: a
     perspective shift, a horizontal flip, a small rotation; ``extra`` adds a resized crop and
-    rare grayscale, equalise, autocontrast and blur (zamba's ``extra_train_augmentations``)."""
+    rare grayscale, equalise, autocontrast and blur (zamba's ``extra_train_augmentations``);
+    ``named``: kifaru's augmentations (``augmentations``) after them."""
     from torchvision.transforms import v2
+
+    from kifaru.train.augment import clip_augmenter
 
     steps: list[Any] = []
     if extra:
@@ -149,7 +166,8 @@ def photo_augmenter(image_size: int, extra: bool) -> Callable[[Any], Any]:
             v2.RandomAutocontrast(p=0.05),
             v2.RandomAdjustSharpness(sharpness_factor=0.9, p=0.05),
         ]
-    return v2.Compose(steps)
+    pipeline = v2.Compose(steps)
+    return _ThenNamed(pipeline, clip_augmenter(named)) if named else pipeline
 
 
 class CropDataset:

@@ -1,6 +1,6 @@
 """The LightningModule of image training: zamba's ``ImageClassifierModule`` loss and optimiser
-(softmax cross-entropy, optionally weighted by class; AdamW, with zamba's weight decay 1 / (lr x
-batches per epoch) or a given one) on the video module's runner (checkpoints, early stopping, metrics gathered over the
+(softmax cross-entropy, optionally weighted by class; AdamW, or another torch.optim class, with
+zamba's weight decay 1 / (lr x batches per epoch) or a given one) on the video module's runner (checkpoints, early stopping, metrics gathered over the
 whole validation set), and the metrics of the best weights per image and per sequence."""
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ class ImageClassificationModule(VideoClassificationModule):
         class_weights: Optional[np.ndarray] = None,
         monitor_for_plateau: str = "val_loss",
         weight_decay: float | str = "zamba",
+        optimizer: str = "AdamW",
+        optimizer_params: Optional[dict[str, Any]] = None,
     ) -> None:
-        super().__init__(network, _as_is, species, hyper_parameters, "AdamW", None, None, monitor_for_plateau)
+        super().__init__(network, _as_is, species, hyper_parameters, optimizer, optimizer_params, None, monitor_for_plateau)
         self.num_training_batches = num_training_batches
         self.weight_decay = weight_decay
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
@@ -48,6 +50,13 @@ class ImageClassificationModule(VideoClassificationModule):
         return classification_metrics((targets.numpy() > 0).astype(int), probabilities, self.species, subset, top_1_labels(probabilities))
 
     def configure_optimizers(self) -> Any:
+        import inspect
+
+        from kifaru.train.module import optimizer_class
+
+        takes_decay = "weight_decay" in inspect.signature(optimizer_class(self._optimizer).__init__).parameters
+        if "weight_decay" in self._optimizer_params or not takes_decay:
+            return super().configure_optimizers()
         decay = self.weight_decay
         if decay == "zamba":
             # zamba's: 1 / (lr * iterations per epoch) (arXiv 2405.13698), at the rate training

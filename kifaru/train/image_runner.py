@@ -132,8 +132,10 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
     from kifaru.images.preprocess import input_size
     from kifaru.train.image_data import CropDataset, labelled_boxes, load_crops, photo_augmenter
     from kifaru.train.image_module import ImageClassificationModule, balanced_class_weights
+    from kifaru.train.module import optimizer_class
 
     _refuse_what_is_not_done(config)
+    optimizer_class(config.optimizer)  # an unknown name is said now, not after the crops are made
     if config.seed is not None:
         pl.seed_everything(config.seed, workers=True, verbose=False)
     if not Path(config.data_dir).is_dir():
@@ -181,7 +183,7 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
 
     def dataset(split: str, augment: bool = False) -> CropDataset:
         members = subsets[split]
-        augmenter = photo_augmenter(size, config.extra_train_augmentations) if augment else None
+        augmenter = photo_augmenter(size, config.extra_train_augmentations, config.augmentations) if augment else None
         return CropDataset([crops.pixels[i] for i in members], shares[members], family, augmenter, erase=augment and config.extra_train_augmentations)
 
     train_set = dataset("train", augment=True)
@@ -196,7 +198,10 @@ def _train_images(config: ImageTrainConfig, detector: Any, progress: Optional[Pr
         **_scheduler(config, source), "model_family": family.name, "model_class": "ImageClassifierModule",
     }  # fmt: skip
     weights = balanced_class_weights(shares[subsets["train"]]) if config.weighted_loss else None
-    module = ImageClassificationModule(network, species, hparams, len(train_loader), weights, weight_decay=config.weight_decay)
+    module = ImageClassificationModule(
+        network, species, hparams, len(train_loader), weights, weight_decay=config.weight_decay,
+        optimizer=config.optimizer, optimizer_params=config.optimizer_params,
+    )  # fmt: skip
     checkpoints = Path(config.checkpoint_path) if config.checkpoint_path is not None else save_dir / CHECKPOINTS_DIR
     trainer_settings = _TrainerSettings(
         # zamba's: early stopping and the best checkpoint on val_loss; checkpointing.monitor may

@@ -198,6 +198,69 @@ def test_adamw_s_weight_decay_is_zamba_s_rule_or_the_one_given(weight_decay, exp
     assert type(optimizer).__name__ == "AdamW" and optimizer.param_groups[0]["weight_decay"] == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    ("optimizer", "params", "weight_decay", "expected"),
+    [("SGD", {"momentum": 0.9}, 0.01, {"momentum": 0.9, "weight_decay": 0.01}), ("SGD", {"weight_decay": 0.2}, "zamba", {"weight_decay": 0.2}), ("Rprop", {}, 0.01, {})],
+)  # fmt: skip
+def test_another_optimizer_takes_the_weight_decay_where_it_has_one(optimizer, params, weight_decay, expected):
+    import torch
+
+    from kifaru.train.image_module import ImageClassificationModule
+
+    module = ImageClassificationModule(
+        torch.nn.Linear(3, 2), ["a", "b"], {"lr": 1e-3}, num_training_batches=25, weight_decay=weight_decay, optimizer=optimizer, optimizer_params=params
+    )  # fmt: skip
+    built = module.configure_optimizers()
+    assert type(built).__name__ == optimizer
+    assert {key: built.param_groups[0][key] for key in expected} == expected
+    if optimizer == "Rprop":
+        assert "weight_decay" not in built.param_groups[0]  # Rprop has none: nothing is passed (no warning)
+
+
+def test_optimizer_and_named_augmentations_in_a_run(labelled, checkpoint, tmp_path, monkeypatch):
+    """optimizer, optimizer_params and augmentations (kifaru's, by name) reach the run; an unknown
+    optimizer is named before any photo is read; weight decay given twice is refused."""
+    from kifaru.train import image_data
+
+    data, labels = labelled
+    augmented = []
+    real_init = image_data._ThenNamed.__init__
+
+    def init(self, pipeline, named):
+        real_init(self, pipeline, named)
+        augmented.append(named.augmentations)
+
+    monkeypatch.setattr(image_data._ThenNamed, "__init__", init)
+    report = train_images(
+        _config(data, labels, checkpoint, tmp_path / "out", max_epochs=1, optimizer="SGD", optimizer_params={"momentum": 0.5},
+                augmentations=[{"name": "grayscale", "p": 1.0}])
+    )  # fmt: skip
+    assert [[a.name for a in named] for named in augmented] == [["grayscale"]]  # the train set only
+    assert report.epochs == 1
+    with pytest.raises(ConfigError, match="unknown optimizer 'Adamw'.*; valid: .*AdamW"):
+        train_images(_config(tmp_path / "no-such-folder", labels, checkpoint, tmp_path / "out2", optimizer="Adamw"))
+    with pytest.raises(ValueError, match="weight_decay is given twice"):
+        _config(data, labels, checkpoint, tmp_path / "out2", weight_decay=0.1, optimizer_params={"weight_decay": 0.2})
+    with pytest.raises(ValueError, match="unknown augmentation 'greyscale'"):
+        _config(data, labels, checkpoint, tmp_path / "out2", augmentations=[{"name": "greyscale"}])
+
+
+def test_named_augmentations_apply_to_a_photo_after_zamba_s():
+    import pickle
+
+    import torch
+
+    from kifaru.train.augment import parse_augmentation
+    from kifaru.train.image_data import photo_augmenter
+
+    augment = pickle.loads(pickle.dumps(photo_augmenter(32, extra=False, named=[parse_augmentation({"name": "grayscale", "p": 1.0})])))
+    photo = torch.zeros((3, 32, 32), dtype=torch.uint8)
+    photo[0], photo[1], photo[2] = 200, 100, 50  # a colour no gray equals
+    out = augment(photo)
+    assert out.shape == (3, 32, 32) and out.dtype == torch.uint8
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2]) and int(out.max()) > 0
+
+
 def test_checkpoints_and_early_stopping_may_watch_the_macro_f1(labelled, checkpoint, tmp_path, monkeypatch):
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
