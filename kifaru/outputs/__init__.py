@@ -41,6 +41,14 @@ class RunDescription:
     sequences: Optional["Grouping"] = None
     aggregation: str = "mean"
 
+    def animal_threshold(self) -> Optional[float]:
+        """A box at or above it is an animal: ``threshold``, else the frame selection's detector
+        confidence (None: no detector scored the frames)."""
+        if self.threshold is not None:
+            return self.threshold
+        detector = getattr(self.loader_config, "megadetector_lite_config", None)
+        return detector.confidence if detector is not None else None
+
     def with_partial(self, partial: Optional[tuple[int, int]]) -> "RunDescription":
         from dataclasses import replace
 
@@ -93,4 +101,4 @@ def write_outputs(
 
 
 # The writers register themselves when imported (pure: no I/O at import).
-from kifaru.outputs import detection_summary, failures_csv, megadetector_json, sequence_csv, zamba_csv, zamba_image_csv  # noqa: E402,F401
+from kifaru.outputs import detection_summary, failures_csv, megadetector_json, segments_csv, sequence_csv, zamba_csv, zamba_image_csv  # noqa: E402,F401

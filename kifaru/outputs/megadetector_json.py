@@ -157,7 +157,7 @@ def _info(run: RunDescription, detector: Any, kept: float) -> dict[str, Any]:
         }
         custom["detector_settings"] = dict(run.detector)
     elif detector is not None:
-        typical = run.threshold if run.threshold is not None else detector.confidence
+        typical = run.animal_threshold()
         info["detector"] = MEGADETECTOR_LITE.weights_filename
         info["detection_completion_time"] = now
         info["detector_metadata"] = {

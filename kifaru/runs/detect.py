@@ -17,7 +17,9 @@ files finished, marked partial, when the run is interrupted:
 - ``detections.json``: MegaDetector batch-output format 1.6 (Timelapse), paths relative to the
   data folder (or ``relative_to``), boxes kept down to a low threshold;
 - ``detection_summary.csv``: one row per file: animal or blank at the threshold, the highest
-  confidence, frames with an animal, first and last time one is seen, and its notes.
+  confidence, frames with an animal, first and last time one is seen, and its notes;
+- ``segments.csv``: one row per interval in which an animal is seen in a clip (its boxes linked
+  over the scored frames, :mod:`kifaru.segments`).
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ from kifaru.runs.resolve import DetectorSetup, resolve_detector
 
 DETECTIONS_JSON = "detections.json"
 PROGRESS_FILE = ".kifaru-detect-progress.jsonl"
-WRITERS = ("megadetector_json", "detection_summary")
+WRITERS = ("megadetector_json", "detection_summary", "segments_csv")
 FILENAMES = {"megadetector_json": DETECTIONS_JSON, "detection_summary": SUMMARY_CSV}
-OUTPUT_KEYS = {"megadetector_json": "detections", "detection_summary": "summary"}
+OUTPUT_KEYS = {"megadetector_json": "detections", "detection_summary": "summary", "segments_csv": "segments"}
 
 # kifaru detect samples frames at 1 fps by default: a camera-trap clip's animal stays for seconds.
 DEFAULT_DETECT_FPS = 1.0

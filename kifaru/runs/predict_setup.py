@@ -26,7 +26,7 @@ CONFIGURATION_YAML = "predict_configuration.yaml"
 PROGRESS_FILE = ".kifaru-predict-progress.jsonl"
 PHOTO_PREDICTIONS_CSV = "zamba_image_predictions.csv"  # photos: image, beside the videos' zamba_predictions.csv
 # What the user asks for (--output-format) -> the writers that make it.
-OUTPUT_FORMATS = {"csv": ("zamba_csv", "failures_csv"), "megadetector": ("megadetector_json",)}
+OUTPUT_FORMATS = {"csv": ("zamba_csv", "failures_csv"), "megadetector": ("megadetector_json",), "segments": ("segments_csv",)}
 DEFAULT_OUTPUT_FORMATS = ("csv",)
 OUTPUT_FILENAMES = {"megadetector_json": MEGADETECTOR_JSON}
 OUTPUT_KEYS = {"zamba_csv": "predictions", "failures_csv": "failures", "megadetector_json": "megadetector"}

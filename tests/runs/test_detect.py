@@ -36,6 +36,7 @@ from kifaru.runs.detect import (
 )
 from kifaru.exceptions import ConfigError, Interrupted
 from kifaru.outputs.detection_summary import SUMMARY_COLUMNS
+from kifaru.outputs.segments_csv import SEGMENTS_CSV
 from kifaru.models.registry import MEGADETECTOR_LITE
 from kifaru.outputs import write_outputs
 from kifaru.runs.records import Record
@@ -169,8 +170,16 @@ def test_every_input_gets_exactly_one_record_and_failures_do_not_stop_the_run(me
             assert not record.failed and record.stage is None and record.reason is None, record.reason
     assert {Path(r.item).name for r in report.failed} == set(BAD)
     assert report.skipped == 0
-    assert report.outputs == {"detections": out / DETECTIONS_JSON, "summary": out / SUMMARY_CSV}
+    assert report.outputs == {"detections": out / DETECTIONS_JSON, "summary": out / SUMMARY_CSV, "segments": out / SEGMENTS_CSV}
     assert len(read_json(out)["images"]) == len(read_csv(out)) == len(media)
+    # Each clip with an animal has its intervals, within the span its animal frames cover.
+    segments = list(csv.DictReader(open(out / SEGMENTS_CSV)))
+    summary = {Path(row["filepath"]).name: row for row in read_csv(out)}
+    for row in segments:
+        seen = summary[Path(row["filepath"]).name]
+        assert seen["result"] == "animal" and float(seen["first_animal_s"]) <= float(row["start_s"]) <= float(row["end_s"]) <= float(seen["last_animal_s"])
+    animals = {name for name, row in summary.items() if row["result"] == "animal" and row["media"] == "video"}
+    assert animals and {Path(row["filepath"]).name for row in segments} == animals
 
 
 def test_files_that_cannot_be_media_are_never_opened(media, tmp_path):

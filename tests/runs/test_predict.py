@@ -529,8 +529,14 @@ def test_predict_with_the_real_detector_in_worker_processes(megadetector_lite, c
     for name, (animal_at, _) in ANIMAL_CLIPS.items():
         make_animal_clip(data / name, animal_at)
     config = PredictConfig(data_dir=data, checkpoint=checkpoint, save_dir=tmp_path / "out", num_workers=2)
-    report = predict_model(config, DETECTOR_CONFIG, output_formats=["csv", "megadetector"])
+    report = predict_model(config, DETECTOR_CONFIG, output_formats=["csv", "megadetector", "segments"])
     assert len(report.predicted) == len(ANIMAL_CLIPS) and read_csv(tmp_path / "out" / FAILURES_CSV) == []
+    # segments.csv: every frame the animal is drawn in lies in one of its clip's intervals.
+    segments = read_csv(tmp_path / "out" / "segments.csv")
+    for record in report.records:
+        times = {f["frame_number"]: f["time"] for f in record.frames}
+        spans = [(float(r["start_s"]), float(r["end_s"])) for r in segments if r["filepath"] == record.item]
+        assert spans and all(any(a <= times[f] <= b for a, b in spans) for f in ANIMAL_CLIPS[Path(record.item).name][0]), record.item
     # The MegaDetector file: the detector's boxes on the animal's frames, each with the clip's species.
     from kifaru.runs.predict import MEGADETECTOR_JSON
 

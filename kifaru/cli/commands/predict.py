@@ -56,7 +56,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--output-format", default=",".join(DEFAULT_OUTPUT_FORMATS), metavar="FORMAT[,FORMAT]",
         help=f"outputs to write, among {', '.join(OUTPUT_FORMATS)} (default %(default)s); megadetector: "
-        "megadetector_predictions.json for Timelapse, the species as classifications",
+        "megadetector_predictions.json for Timelapse, the species as classifications; segments: segments.csv, the intervals in "
+        "which an animal is seen in each clip, with the clip's species",
     )  # fmt: skip
     relative_to_option(predict)
     predict.add_argument(
