@@ -555,7 +555,7 @@ def interrupted_run(files, out, at_call) -> Interrupted:
         run(files, out, detector=IndexScoringDetector(SCORES, interrupt_at_call=at_call))
     finished = finished_files(out, files)
     assert (stopped.value.done, stopped.value.total) == (len(finished), len(files))
-    assert sorted(stopped.value.outputs.values()) == [out / SUMMARY_CSV, out / DETECTIONS_JSON]
+    assert sorted(stopped.value.outputs.values()) == [out / SUMMARY_CSV, out / DETECTIONS_JSON, out / SEGMENTS_CSV]
     data = read_json(out)
     assert_valid_md_batch(data)
     # The files finished, in the order given.
