@@ -25,8 +25,10 @@ def segments_csv(records: Sequence[Record], run: RunDescription) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(SEGMENTS_COLUMNS)
     threshold = run.animal_threshold()
+    if threshold is None:  # no detector scored the frames: no boxes to link
+        return out.getvalue()
     for record in records:
-        if record.failed or record.media != MEDIA_VIDEO or threshold is None:
+        if record.failed or record.media != MEDIA_VIDEO:
             continue
         for s in clip_segments(record.item, record.frames, threshold, run.species, record.probabilities):
             writer.writerow([

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from kifaru.images.sequences import EMPTY_CLASSES
 from kifaru.segments.tracker import Box, link_tracks
-
-BLANK_NAMES = frozenset({"blank", "empty"})
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ def clip_species(species: Sequence[str], probabilities: Optional[Sequence[float]
     """The clip's most likely class other than blank/empty, and its probability (None, None without probabilities)."""
     if not probabilities:
         return None, None
-    animals = [(p, s) for s, p in zip(species, probabilities) if s.lower() not in BLANK_NAMES]
+    animals = [(p, s) for s, p in zip(species, probabilities) if s.lower() not in EMPTY_CLASSES]
     if not animals:
         return None, None
     probability, name = max(animals, key=lambda pair: pair[0])
