@@ -28,6 +28,7 @@ class RunDescription:
     species: Sequence[str] = ()  # the classifier's, in its output order
     predict_config: Any = None  # a PredictConfig: proba_threshold, output_class_names, checkpoint
     model: Optional[str] = None  # the classifier: model name or checkpoint file name
+    model_sha256: Optional[str] = None  # the classifier's checkpoint, as the journal names it
     threshold: Optional[float] = None  # a box at or above it is an animal (detect's summary, MegaDetector's "typical")
     # Paths in MegaDetector files are written relative to this folder (Timelapse's root folder);
     # names of inputs that are relative paths are read from ``base`` (the working folder of the run).
@@ -101,4 +102,4 @@ def write_outputs(
 
 
 # The writers register themselves when imported (pure: no I/O at import).
-from kifaru.outputs import detection_summary, failures_csv, megadetector_json, segments_csv, sequence_csv, zamba_csv, zamba_image_csv  # noqa: E402,F401
+from kifaru.outputs import detection_summary, failures_csv, megadetector_json, results_file, segments_csv, sequence_csv, zamba_csv, zamba_image_csv  # noqa: E402,F401

@@ -42,9 +42,9 @@ from kifaru.runs.resolve import DetectorSetup, resolve_detector
 
 DETECTIONS_JSON = "detections.json"
 PROGRESS_FILE = ".kifaru-detect-progress.jsonl"
-WRITERS = ("megadetector_json", "detection_summary", "segments_csv")
+WRITERS = ("megadetector_json", "detection_summary", "segments_csv", "results_jsonl")
 FILENAMES = {"megadetector_json": DETECTIONS_JSON, "detection_summary": SUMMARY_CSV}
-OUTPUT_KEYS = {"megadetector_json": "detections", "detection_summary": "summary", "segments_csv": "segments"}
+OUTPUT_KEYS = {"megadetector_json": "detections", "detection_summary": "summary", "segments_csv": "segments", "results_jsonl": "results"}
 
 # kifaru detect samples frames at 1 fps by default: a camera-trap clip's animal stays for seconds.
 DEFAULT_DETECT_FPS = 1.0
@@ -109,7 +109,12 @@ class DetectRun:
         )
 
     def description(self, partial: Optional[tuple[int, int]] = None) -> RunDescription:
-        return RunDescription("detect", loader_config=self.config, threshold=self.threshold, root=self.root, base=self.base, partial=partial)
+        from kifaru.models import registry
+
+        return RunDescription(
+            "detect", loader_config=self.config, threshold=self.threshold, root=self.root, base=self.base, partial=partial,
+            model_sha256=registry.MEGADETECTOR_LITE.weights_sha256,
+        )  # fmt: skip
 
 
 @dataclass

@@ -35,6 +35,7 @@ from kifaru.config.image import ImagePredictConfig, ResultsFormat
 from kifaru.exceptions import ConfigError
 from kifaru.files import write_text_atomically
 from kifaru.outputs import RunDescription, write_outputs
+from kifaru.outputs.results_file import RESULTS_FILE
 from kifaru.runs.backends import backend_for
 from kifaru.runs.engine import run_items
 from kifaru.runs.image_tasks import GivenBox, LoadedPhoto, LoadPhoto, PhotoSettings
@@ -74,6 +75,7 @@ class ImageRun:
     base: Path = field(default_factory=Path.cwd)
     detector: Any = None  # a loaded detector to run in this process (tests), else the task loads one
     given_seq_ids: dict[str, str] = field(default_factory=dict)  # photo -> the seq_id column's
+    results_file: str = RESULTS_FILE  # the records in full (kifaru.outputs.results_file)
 
     @property
     def sequences_on(self) -> bool:
@@ -118,7 +120,9 @@ class ImageRun:
         else:
             # zamba_predictions_failures.csv for zamba's default name; beside a video run's, its own.
             writers = {"zamba_image_csv": self.results_name, "failures_csv": f"{Path(self.results_name).stem}_failures.csv"}
-        return {**writers, "sequence_csv": self.sequences_name} if self.sequences_on else writers
+        if self.sequences_on:
+            writers["sequence_csv"] = self.sequences_name
+        return {**writers, "results_jsonl": self.results_file}
 
     @property
     def loading_processes(self) -> int:
@@ -157,6 +161,7 @@ class ImageRun:
             species=self.species,
             predict_config=self.config,
             model=Path(self.config.checkpoint).name,
+            model_sha256=self.checkpoint_sha256,
             threshold=self.config.detections_threshold,
             root=self.root,
             base=self.base,

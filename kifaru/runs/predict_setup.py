@@ -29,7 +29,9 @@ PHOTO_PREDICTIONS_CSV = "zamba_image_predictions.csv"  # photos: image, beside t
 OUTPUT_FORMATS = {"csv": ("zamba_csv", "failures_csv"), "megadetector": ("megadetector_json",), "segments": ("segments_csv",)}
 DEFAULT_OUTPUT_FORMATS = ("csv",)
 OUTPUT_FILENAMES = {"megadetector_json": MEGADETECTOR_JSON}
-OUTPUT_KEYS = {"zamba_csv": "predictions", "failures_csv": "failures", "megadetector_json": "megadetector"}
+OUTPUT_KEYS = {"zamba_csv": "predictions", "failures_csv": "failures", "megadetector_json": "megadetector", "results_jsonl": "results"}
+# Written by every run: the records in full, what kifaru report and kifaru export read.
+ALWAYS_WRITTEN = ("results_jsonl",)
 
 
 class PredictWarning(UserWarning):
@@ -59,7 +61,7 @@ class PredictRun:
 
     @property
     def writers(self) -> list[str]:
-        return [writer for name in self.output_formats for writer in OUTPUT_FORMATS[name]]
+        return [writer for name in self.output_formats for writer in OUTPUT_FORMATS[name]] + list(ALWAYS_WRITTEN)
 
     def journal(self) -> Journal:
         """What the records depend on: the checkpoint and how frames are read."""
@@ -77,6 +79,7 @@ class PredictRun:
             species=self.species,
             predict_config=self.predict_config,
             model=Path(self.predict_config.checkpoint).name,
+            model_sha256=self.checkpoint_sha256,
             root=self.root,
             base=self.base,
             partial=partial,
@@ -246,7 +249,11 @@ def _photos_run(config: PredictConfig, relative_to: Optional[Path]) -> Any:
         num_workers=config.num_workers, model_cache_dir=config.model_cache_dir, weight_download_region=config.weight_download_region,
         results_file_name=Path(PHOTO_PREDICTIONS_CSV),
     )  # fmt: skip
-    return resolve_image_run(photos, relative_to=relative_to)
+    from kifaru.outputs.results_file import IMAGE_RESULTS_FILE
+
+    run = resolve_image_run(photos, relative_to=relative_to)
+    run.results_file = IMAGE_RESULTS_FILE  # beside the videos' own
+    return run
 
 
 def _input_file(index: int, filepath: str) -> Item:

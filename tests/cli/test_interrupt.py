@@ -21,6 +21,7 @@ import pytest
 
 from kifaru.cli import EXIT_OK, main
 from kifaru.runs.detect import DETECTIONS_JSON, PROGRESS_FILE, SUMMARY_CSV
+from kifaru.outputs.results_file import RESULTS_FILE
 from kifaru.outputs.segments_csv import SEGMENTS_CSV
 from kifaru.runs.predict import FAILURES_CSV, PREDICTIONS_CSV
 from kifaru.runs.predict import PROGRESS_FILE as PREDICT_PROGRESS_FILE
@@ -138,7 +139,7 @@ def test_detect_stopped_by_a_signal_writes_what_is_finished_and_continues(clips,
     assert stopped.returncode == 130, stopped.stderr
     assert (
         f"interrupted ({named}): 2 of 6 files finished; partial outputs, for those only: "
-        f"{out / DETECTIONS_JSON}, {out / SUMMARY_CSV}, {out / SEGMENTS_CSV}\n" in stopped.stderr
+        f"{out / DETECTIONS_JSON}, {out / SUMMARY_CSV}, {out / SEGMENTS_CSV}, {out / RESULTS_FILE}\n" in stopped.stderr
     )
     assert "Traceback" not in stopped.stderr
     data = json.loads((out / DETECTIONS_JSON).read_text(encoding="utf-8"))

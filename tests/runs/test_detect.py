@@ -36,6 +36,7 @@ from kifaru.runs.detect import (
 )
 from kifaru.exceptions import ConfigError, Interrupted
 from kifaru.outputs.detection_summary import SUMMARY_COLUMNS
+from kifaru.outputs.results_file import RESULTS_FILE
 from kifaru.outputs.segments_csv import SEGMENTS_CSV
 from kifaru.models.registry import MEGADETECTOR_LITE
 from kifaru.outputs import write_outputs
@@ -170,7 +171,9 @@ def test_every_input_gets_exactly_one_record_and_failures_do_not_stop_the_run(me
             assert not record.failed and record.stage is None and record.reason is None, record.reason
     assert {Path(r.item).name for r in report.failed} == set(BAD)
     assert report.skipped == 0
-    assert report.outputs == {"detections": out / DETECTIONS_JSON, "summary": out / SUMMARY_CSV, "segments": out / SEGMENTS_CSV}
+    assert report.outputs == {
+        "detections": out / DETECTIONS_JSON, "summary": out / SUMMARY_CSV, "segments": out / SEGMENTS_CSV, "results": out / RESULTS_FILE,
+    }  # fmt: skip
     assert len(read_json(out)["images"]) == len(read_csv(out)) == len(media)
     # Each clip with an animal has its intervals, within the span its animal frames cover.
     segments = list(csv.DictReader(open(out / SEGMENTS_CSV)))
@@ -555,7 +558,7 @@ def interrupted_run(files, out, at_call) -> Interrupted:
         run(files, out, detector=IndexScoringDetector(SCORES, interrupt_at_call=at_call))
     finished = finished_files(out, files)
     assert (stopped.value.done, stopped.value.total) == (len(finished), len(files))
-    assert sorted(stopped.value.outputs.values()) == [out / SUMMARY_CSV, out / DETECTIONS_JSON, out / SEGMENTS_CSV]
+    assert sorted(stopped.value.outputs.values()) == sorted([out / SUMMARY_CSV, out / DETECTIONS_JSON, out / SEGMENTS_CSV, out / RESULTS_FILE])
     data = read_json(out)
     assert_valid_md_batch(data)
     # The files finished, in the order given.

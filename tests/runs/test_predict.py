@@ -328,7 +328,7 @@ def test_ctrl_c_writes_the_outputs_of_the_clips_finished(data_dir, checkpoint, t
     with pytest.raises(Interrupted) as stopped:
         predict_model(PredictConfig(data_dir=data_dir, checkpoint=checkpoint, save_dir=out, num_workers=0), progress=raise_after(4, KeyboardInterrupt))
     assert (stopped.value.done, stopped.value.total) == (4, len(GOOD) + len(BAD))
-    assert set(stopped.value.outputs) == {"predictions", "failures", "configuration"}
+    assert set(stopped.value.outputs) == {"predictions", "failures", "results", "configuration"}
     finished = [json.loads(line)["item"] for line in (out / PROGRESS_FILE).read_text(encoding="utf-8").splitlines()[1:]]
     # Journaled: the four but the macOS companion file (skipped unread: no fingerprint to check).
     assert len(finished) == 3

@@ -1,0 +1,52 @@
+"""``kifaru report RESULTS_DIR``: one HTML page of a finished run's results, to check by looking."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kifaru.cli.display import warn
+from kifaru.cli.exit_codes import EXIT_OK
+from kifaru.progress import plural
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser("report", help="an HTML page of a run's results: counts, a gallery of best frames with boxes, files to review")
+    report.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="the output folder of a predict, detect or image predict run")
+    report.add_argument("--out", type=Path, help="the page to write (default: RESULTS_DIR/report.html); thumbnails go beside it")
+    add_review_option(report)
+    report.set_defaults(handler=handle)
+
+
+def add_review_option(parser: argparse.ArgumentParser) -> None:
+    from kifaru.outputs.summaries import DEFAULT_REVIEW_BELOW
+
+    parser.add_argument(
+        "--review-below", type=float, default=DEFAULT_REVIEW_BELOW, metavar="P",
+        help=f"in the report, flag files whose top probability is under P (default {DEFAULT_REVIEW_BELOW:g})",
+    )  # fmt: skip
+
+
+def handle(args: argparse.Namespace) -> int:
+    make_report(args.results_dir, args.out, args.review_below)
+    return EXIT_OK
+
+
+def make_report(results_dir: Path, out: Path | None, review_below: float) -> Path:
+    """Write the report and say where it is (the CLI's, for ``kifaru report`` and ``--report``)."""
+    from kifaru.exceptions import ConfigError
+    from kifaru.report import write_report
+
+    if not 0 <= review_below <= 1:
+        raise ConfigError(f"--review-below {review_below}: must be between 0 and 1")
+    report = write_report(results_dir, out, review_below=review_below)
+    if report.without_picture:
+        warn(f"{plural(report.without_picture, 'file')} shown without a picture (the card says why: moved, or unreadable now)")
+    size = (report.page_bytes + report.thumbnail_bytes) / 1e6
+    print(
+        f"report: {report.path} ({plural(report.cards, 'file')}"
+        f"{f', {report.failures} that could not be read' if report.failures else ''}; {size:.1f} MB with its thumbnails)",
+        file=sys.stderr,
+    )
+    return report.path
