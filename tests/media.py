@@ -64,8 +64,10 @@ def make_clip(
     pix_fmt: Optional[str] = None,
     options: Optional[dict[str, str]] = None,
     frames: Optional[Sequence[np.ndarray]] = None,
+    metadata: Optional[dict[str, str]] = None,
 ) -> Path:
-    """Encode a clip of index frames (or the given ``frames``).
+    """Encode a clip of index frames (or the given ``frames``); ``metadata``: the container's
+    (e.g. ``creation_time``, as cameras write it).
 
     ``times`` gives each frame's presentation time in seconds for variable-frame-rate clips;
     ``gop`` the keyframe interval; ``rotation`` a display rotation (degrees counter-clockwise).
@@ -74,6 +76,7 @@ def make_clip(
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = size
     with av.open(str(path), "w") as container:
+        container.metadata.update(metadata or {})
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt or ("yuvj420p" if codec == "mjpeg" else "yuv420p")

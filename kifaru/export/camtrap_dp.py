@@ -32,7 +32,7 @@ from typing import Any, Optional, Sequence
 
 from kifaru.exceptions import ConfigError
 from kifaru.files import write_text_atomically
-from kifaru.outputs.paths import absolute, relative_path
+from kifaru.outputs.paths import absolute
 from kifaru.outputs.results_file import RunResults, read_results
 from kifaru.outputs.summaries import FileSummary, file_scores, summarize
 from kifaru.export.taxa import OFFICIAL_TAXA, Taxon, observation_type
@@ -138,7 +138,7 @@ def _media(results: Sequence[RunResults], settings: ExportSettings) -> tuple[lis
                 left_out += 1
                 continue
             path = absolute(record.item, run.base)
-            relative = _relative(record.item, part)
+            relative = part.relative_name(record.item)
             if relative in seen:  # the same file in two results files (never written so by kifaru)
                 continue
             seen.add(relative)
@@ -147,7 +147,7 @@ def _media(results: Sequence[RunResults], settings: ExportSettings) -> tuple[lis
                 left_out += 1
                 continue
             camera = str(PurePosixPath(relative).parent)
-            deployment = camera if camera != "." else (run.root.name if run.root is not None else "deployment")
+            deployment = camera if camera != "." else part.root.name
             media.append(_Medium(_id("m", relative), deployment, record, part, summarize(record, run), relative, time))
     return media, left_out
 
@@ -343,8 +343,8 @@ def _sequence_observations(part: RunResults, by_item: dict, taxa: dict[str, Taxo
             continue
         start = min(m.time.when for m in members)
         end = max(m.time.when for m in members)
-        if scores is None:
-            kind, name, probability = "unclassified", None, None
+        if scores is None:  # no photo of it was classified: blank where the detector saw nothing in any
+            kind, name, probability = ("blank" if all(m.summary.blank for m in members) else "unclassified"), None, None
         else:
             index = int(scores.argmax())
             name, probability = run.species[index], float(scores[index])
@@ -510,13 +510,6 @@ def _slug(text: str) -> str:
 
 def _id(prefix: str, text: str) -> str:
     return prefix + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
-
-
-def _relative(item: str, part: RunResults) -> str:
-    run = part.description
-    if run.root is None:
-        return PurePosixPath(Path(item).as_posix()).as_posix().lstrip("/")
-    return relative_path(item, run.root, run.base)
 
 
 def _csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -85,6 +86,23 @@ class RunResults:
     @property
     def kifaru_version(self) -> str:
         return str(self.header.get("kifaru_version", ""))
+
+    @cached_property
+    def root(self) -> Path:
+        """The folder files are named relative to: the run's root (MegaDetector's), else the
+        deepest folder that holds every file."""
+        from kifaru.outputs.paths import choose_root
+
+        run = self.description
+        if run.root is not None:
+            return run.root
+        return choose_root([r.item for r in self.records], run.base, relative_to=None, data_dir=None)
+
+    def relative_name(self, item: str) -> str:
+        """``item`` relative to :attr:`root`, with forward slashes."""
+        from kifaru.outputs.paths import relative_path
+
+        return relative_path(item, self.root, self.description.base)
 
 
 def read_results(folder: Path) -> list[RunResults]:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from kifaru.exceptions import ConfigError
 from kifaru.files import write_text_atomically
-from kifaru.outputs.paths import absolute, relative_path
+from kifaru.outputs.paths import absolute
 from kifaru.outputs.results_file import RunResults, read_results
 from kifaru.outputs.summaries import DEFAULT_REVIEW_BELOW, FileSummary, summarize
 from kifaru.report.page import CARD_CLASSES, render_page
@@ -103,10 +103,7 @@ def _path_of(item: str, part: RunResults) -> Path:
 
 
 def _shown_name(item: str, part: RunResults) -> str:
-    root = part.description.root
-    if root is None:
-        return item
     try:
-        return relative_path(item, root, part.description.base)
+        return part.relative_name(item)
     except ConfigError:  # a file outside the run's root (never written so by kifaru): shown as given
         return item

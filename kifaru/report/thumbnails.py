@@ -19,7 +19,7 @@ THUMBNAIL_WIDTH = 320
 JPEG_QUALITY = 80
 # Box colours by detection category, chosen to stand out on foliage, soil and night (IR) frames.
 BOX_COLOURS = {"animal": (255, 221, 0), "person": (0, 200, 255), "vehicle": (255, 80, 200)}
-BOX_WIDTH = 2  # pixels, on the thumbnail
+BOX_WIDTH = 3  # pixels, on the thumbnail, drawn inwards from the box's edge
 
 
 def thumbnail_name(summary: FileSummary, path: Path) -> str:
@@ -83,6 +83,7 @@ def make_thumbnail(summary: FileSummary, path: Path, folder: Path) -> tuple[Opti
     image = draw_boxes(pixels, summary.boxes)
     folder.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".part")
-    image.save(partial, format="JPEG", quality=JPEG_QUALITY)
+    # Full-resolution colour (4:4:4): subsampled chroma would smear a thin yellow outline into the ground.
+    image.save(partial, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     partial.replace(target)
     return name, None

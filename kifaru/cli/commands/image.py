@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 from kifaru.cli.display import ProgressBar, device_description, show_warnings, warn
+from kifaru.cli.commands.report import add_report_options, report_if_asked
 from kifaru.cli.exit_codes import exit_code_for
 from kifaru.cli.options import REGIONS, add_quiet_option, relative_to_option, run_configs
 from kifaru.progress import plural
@@ -98,6 +99,7 @@ def _register_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--model-cache-dir", type=Path, help="where official weights are kept (default: env MODEL_CACHE_DIR, else the user cache)")
     predict.add_argument("-o", "--overwrite", action="store_true", default=None, help="replace outputs of an earlier run")
     predict.add_argument("-y", "--yes", action="store_true", help="accepted for zamba compatibility: kifaru never asks")
+    add_report_options(predict)
     add_quiet_option(predict)
     predict.set_defaults(handler=handle_predict)
 
@@ -270,4 +272,5 @@ def handle_predict(args: argparse.Namespace) -> int:
         print(f"the photos without a prediction and why are in {', '.join(p.name for p in report.outputs.values() if p.suffix != '.yaml')}", file=sys.stderr)
     if not report.outputs:
         print(report.predictions_csv(), end="")
+    report_if_asked(args, Path(config.save_dir), bool(report.outputs))
     return exit_code_for(len(report.failed))

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from kifaru.cli.display import ProgressBar, device_description, show_warnings, warn
+from kifaru.cli.commands.report import add_report_options, report_if_asked
 from kifaru.cli.exit_codes import exit_code_for
 from kifaru.cli.options import (
     add_config_options,
@@ -72,6 +73,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--output-class-names", action="store_true", default=None, help="write only the most likely species")
     predict.add_argument("--skip-load-validation", action="store_true", default=None, help="accepted for zamba compatibility (every file is checked as it is read)")
     predict.add_argument("--dry-run", action="store_true", default=None, help="one batch, nothing saved")
+    add_report_options(predict)
     add_quiet_option(predict)
     predict.set_defaults(handler=handle)
 
@@ -130,4 +132,5 @@ def handle(args: argparse.Namespace) -> int:
         print(f"{plural(len(photos.records), 'photo')} ({photos.run.checkpoint.hyper_parameters.get('model_name')}): {len(photos.predicted)} predicted, {photos_failed} failed")
         for path in photos.outputs.values():
             print(f"wrote {path}")
+    report_if_asked(args, Path(config.save_dir), bool(report.outputs))
     return exit_code_for(len(report.failed) + photos_failed)

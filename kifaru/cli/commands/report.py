@@ -19,6 +19,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=handle)
 
 
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    """--report (and --review-below) on a command that writes results."""
+    parser.add_argument("--report", action="store_true", help="also write report.html: the results to check by looking (as kifaru report)")
+    add_review_option(parser)
+
+
+def report_if_asked(args: argparse.Namespace, results_dir: Path, written: bool = True) -> None:
+    if args.report and written:
+        print(f"wrote {make_report(results_dir, None, args.review_below)}")
+
+
 def add_review_option(parser: argparse.ArgumentParser) -> None:
     from kifaru.outputs.summaries import DEFAULT_REVIEW_BELOW
 
@@ -29,7 +40,7 @@ def add_review_option(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    make_report(args.results_dir, args.out, args.review_below)
+    print(f"wrote {make_report(args.results_dir, args.out, args.review_below)}")
     return EXIT_OK
 
 
@@ -45,8 +56,8 @@ def make_report(results_dir: Path, out: Path | None, review_below: float) -> Pat
         warn(f"{plural(report.without_picture, 'file')} shown without a picture (the card says why: moved, or unreadable now)")
     size = (report.page_bytes + report.thumbnail_bytes) / 1e6
     print(
-        f"report: {report.path} ({plural(report.cards, 'file')}"
-        f"{f', {report.failures} that could not be read' if report.failures else ''}; {size:.1f} MB with its thumbnails)",
+        f"report: {plural(report.cards, 'file')} shown"
+        f"{f', {report.failures} that could not be read listed' if report.failures else ''}; {size:.1f} MB with its thumbnails",
         file=sys.stderr,
     )
     return report.path
