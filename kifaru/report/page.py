@@ -51,6 +51,8 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .group h2 .n { color: var(--muted); font-weight: normal; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 6px; overflow: hidden; }
+/* Cards out of view are not laid out or painted: 10,000 of them stay quick to scroll and filter. */
+.group { content-visibility: auto; contain-intrinsic-size: auto 2000px; }
 .card.review { border-color: var(--flag); box-shadow: 0 0 0 1px var(--flag); }
 .card .pic { display: block; width: 100%; aspect-ratio: 16 / 9; object-fit: contain; background: #222; }
 .card .nopic { display: flex; align-items: center; justify-content: center; aspect-ratio: 16 / 9; background: #eee; color: var(--muted); padding: 8px; text-align: center; }
@@ -113,7 +115,7 @@ $("review-summary").textContent = flagged
 
 function cardHtml(c) {
   const pic = c.thumb
-    ? `<img class="pic" loading="lazy" src="${esc(data.thumbs + "/" + c.thumb)}" alt="${esc(c.file)}">`
+    ? `<img class="pic" data-src="${esc(data.thumbs + "/" + c.thumb)}" alt="${esc(c.file)}">`
     : `<div class="nopic">${esc(c.nopic || "no picture")}</div>`;
   const classes = c.classes.map(([name, p]) => `<li>${esc(name)} ${pct(p)}<span class="bar" style="width:${Math.round(60 * p)}px"></span></li>`).join("");
   const meta = [];
@@ -149,6 +151,16 @@ function ordered(cards, sort) {
   return cards.slice().sort((a, b) => sign * (p(a) - p(b)) || byName(a, b));
 }
 
+// Pictures are fetched as they come near the window (not all 10,000 at once), by the page itself
+// rather than the browser's loading="lazy", whose distance and support vary by browser.
+const pictures = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    if (!entry.isIntersecting) continue;
+    entry.target.src = entry.target.dataset.src;
+    pictures.unobserve(entry.target);
+  }
+}, {rootMargin: "800px 0px"});
+
 function render() {
   const s = state();
   $("species").value = labels.includes(s.species) ? s.species : "";
@@ -162,6 +174,7 @@ function render() {
     parts.push(`<section class="group" data-label="${esc(label)}"><h2>${esc(label)} <span class="n">${group.length}</span></h2><div class="cards">${group.map(cardHtml).join("")}</div></section>`);
   }
   $("gallery").innerHTML = parts.join("") || "<p>No file matches.</p>";
+  for (const img of $("gallery").querySelectorAll("img[data-src]")) pictures.observe(img);
   $("shown").textContent = `${chosen.length} of ${data.cards.length} files shown`;
   document.body.dataset.shown = String(chosen.length);
 }
@@ -181,7 +194,9 @@ document.addEventListener("error", (e) => { if (e.target.tagName === "IMG") e.ta
 $("failure-count").textContent = `(${data.failures.length})`;
 $("failures-section").hidden = !data.failures.length;
 $("failures").tBodies[0].innerHTML = data.failures.map((f) => `<tr><td>${esc(f.file)}</td><td>${esc(f.stage)}</td><td>${esc(f.reason)}</td></tr>`).join("");
+const started = performance.now();
 render();
+document.body.dataset.renderMs = String(Math.round(performance.now() - started));
 document.body.dataset.ready = "1";
 </script>
 </body>

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kifaru.cli.display import ProgressBar, note, warn
-from kifaru.cli.commands.report import add_report_options, report_if_asked
+from kifaru.cli.commands.report import add_annotated_videos_option, add_report_options, report_if_asked
 from kifaru.cli.exit_codes import exit_code_for
 from kifaru.cli.options import add_config_options, add_quiet_option, option_layer, parse_overrides, relative_to_option, video_loader_config
 from kifaru.config import VideoLoaderConfig
@@ -43,6 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     detect.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
     detect.add_argument("--overwrite", action="store_true", help="start over instead of resuming an earlier run")
     add_report_options(detect)
+    add_annotated_videos_option(detect)
     add_quiet_option(detect)
     detect.set_defaults(handler=handle)
 

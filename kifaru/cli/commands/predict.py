@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from kifaru.cli.display import ProgressBar, device_description, show_warnings, warn
-from kifaru.cli.commands.report import add_report_options, report_if_asked
+from kifaru.cli.commands.report import add_annotated_videos_option, add_report_options, report_if_asked
 from kifaru.cli.exit_codes import exit_code_for
 from kifaru.cli.options import (
     add_config_options,
@@ -74,6 +74,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--skip-load-validation", action="store_true", default=None, help="accepted for zamba compatibility (every file is checked as it is read)")
     predict.add_argument("--dry-run", action="store_true", default=None, help="one batch, nothing saved")
     add_report_options(predict)
+    add_annotated_videos_option(predict)
     add_quiet_option(predict)
     predict.set_defaults(handler=handle)
 

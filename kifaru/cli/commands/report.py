@@ -25,9 +25,27 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
     add_review_option(parser)
 
 
+def add_annotated_videos_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--save-annotated-videos", type=Path, metavar="DIR",
+        help="also write an mp4 copy of each clip into DIR with the detector's boxes and the species drawn",
+    )  # fmt: skip
+
+
 def report_if_asked(args: argparse.Namespace, results_dir: Path, written: bool = True) -> None:
-    if args.report and written:
+    """The report and annotated clips a command was asked for, once its results are written."""
+    if not written:
+        return
+    if args.report:
         print(f"wrote {make_report(results_dir, None, args.review_below)}")
+    folder = getattr(args, "save_annotated_videos", None)
+    if folder is not None:
+        from kifaru.report.annotated import write_annotated_videos
+
+        made = write_annotated_videos(results_dir, folder)
+        for item, reason in made.failed:
+            warn(f"{item}: no annotated copy: {reason}")
+        print(f"wrote {plural(len(made.written), 'annotated clip')} into {folder}")
 
 
 def add_review_option(parser: argparse.ArgumentParser) -> None:
