@@ -301,7 +301,8 @@ def _file_observations(m: _Medium, taxa: dict[str, Taxon], unnamed: set[str]) ->
             kind = "animal" if species is None else observation_type(species)
             times = {"eventStart": camtrap_time(after(start, segment.start, up=False)), "eventEnd": camtrap_time(after(start, segment.end, up=True))}
             probability = segment.probability if species is not None else segment.max_detection_confidence
-            rows.append(_row(m, len(rows) + 1, base, times, kind, species, probability, segment.best_box, taxa, unnamed, count=1,
+            by = {**base, "classifiedBy": _crops_classified_by(m.run)} if segment.species_from == "crops" and species is not None else base
+            rows.append(_row(m, len(rows) + 1, by, times, kind, species, probability, segment.best_box, taxa, unnamed, count=1,
                              comments=f"segment {segment.segment}: {segment.start:.2f}-{segment.end:.2f} s into the clip"))  # fmt: skip
         if not rows:
             if s.classes and not s.blank:  # a species without boxes to place it (no detector, or none above threshold)
@@ -417,6 +418,12 @@ def _classified_by(part: RunResults) -> str:
         words = f"kifaru {part.kifaru_version} {run.command}, model {run.model}"
         return words + (f" (sha256 {run.model_sha256[:12]})" if run.model_sha256 else "")
     return f"kifaru {part.kifaru_version} {run.command}, MegadetectorLite (animal or blank only)"
+
+
+def _crops_classified_by(part: RunResults) -> str:
+    crops = part.description.crop_classifier or {}
+    sha = crops.get("sha256")
+    return f"kifaru {part.kifaru_version} {part.command}, its boxes classified by {crops.get('model')}" + (f" (sha256 {sha[:12]})" if sha else "")
 
 
 def _results_time(part: RunResults) -> datetime:

@@ -41,6 +41,12 @@ class RunDescription:
     # make one event (kifaru.images.sequences.AGGREGATIONS).
     sequences: Optional["Grouping"] = None
     aggregation: str = "mean"
+    # The image classifier that labelled the segments' crops: {"model", "sha256", "species"}.
+    crop_classifier: Optional[dict[str, Any]] = None
+
+    @property
+    def crop_species(self) -> Sequence[str]:
+        return tuple(self.crop_classifier["species"]) if self.crop_classifier else ()
 
     def animal_threshold(self) -> Optional[float]:
         """A box at or above it is an animal: ``threshold``, else the frame selection's detector

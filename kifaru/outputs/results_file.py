@@ -57,6 +57,7 @@ def run_header(run: RunDescription) -> dict[str, Any]:
         "partial": None if run.partial is None else list(run.partial),
         "sequences": sequences,
         "aggregation": run.aggregation,
+        "crop_classifier": run.crop_classifier,
     }
 
 
@@ -159,4 +160,5 @@ def description_of(header: dict[str, Any]) -> RunDescription:
         detector=header.get("detector"),
         sequences=None if sequences is None else Grouping(dict(sequences["seq_ids"]), list(sequences.get("untimed") or ()), sequences.get("rule", "")),
         aggregation=header.get("aggregation", "mean"),
+        crop_classifier=header.get("crop_classifier"),
     )

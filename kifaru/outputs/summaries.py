@@ -14,7 +14,7 @@ from kifaru.outputs import RunDescription
 from kifaru.outputs.megadetector_json import ANIMAL_CATEGORY, DETECTION_CATEGORIES
 from kifaru.outputs.sequence_csv import photo_evidence
 from kifaru.runs.records import MEDIA_VIDEO, Record
-from kifaru.segments.segments import Segment, clip_segments
+from kifaru.segments.segments import Segment, record_segments
 
 DEFAULT_REVIEW_BELOW = 0.5  # a top probability under it is flagged for review
 
@@ -103,7 +103,7 @@ def summarize(record: Record, run: RunDescription, *, review_below: float = DEFA
     animal_seen = None if threshold is None else any(_is_animal(f, threshold) for f in record.frames)
     segments = ()
     if record.media == MEDIA_VIDEO and threshold is not None:
-        segments = tuple(clip_segments(record.item, record.frames, threshold, run.species, record.probabilities))
+        segments = tuple(record_segments(record, run, threshold))
     summary = FileSummary(
         record.item,
         record.media,

@@ -31,6 +31,7 @@ from typing import Any, Optional, Sequence
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
 from kifaru.outputs import RunDescription, write_outputs
+from kifaru.segments.crops import label_segments
 from kifaru.outputs.detection_summary import SUMMARY_CSV
 from kifaru.outputs.paths import choose_root
 from kifaru.runs.backends import backend_for
@@ -93,6 +94,7 @@ class DetectRun:
     num_workers: int
     overwrite: bool
     base: Path  # the working folder relative input names are read from
+    segment_classifier: Any = None  # kifaru.segments.crops.CropClassifier: labels the segments' crops
 
     def journal(self) -> Journal:
         from kifaru.models import registry
@@ -114,6 +116,7 @@ class DetectRun:
         return RunDescription(
             "detect", loader_config=self.config, threshold=self.threshold, root=self.root, base=self.base, partial=partial,
             model_sha256=registry.MEGADETECTOR_LITE.weights_sha256,
+            crop_classifier=self.segment_classifier.describe() if self.segment_classifier is not None else None,
         )  # fmt: skip
 
 
@@ -194,6 +197,7 @@ def detect_files(
                 finish(record)
 
     def write(records: list[Record], partial: Optional[tuple[int, int]]) -> dict[str, Path]:
+        label_segments(records, run.segment_classifier, run.threshold, run.base, partial)
         written = write_outputs(run.output_dir, WRITERS, records, run.description(partial), FILENAMES)
         return {OUTPUT_KEYS[name]: path for name, path in written.items()}
 

@@ -201,6 +201,9 @@ def _run_batch(classifier: Any, batch: list[Loaded]) -> list[tuple[Loaded, Any]]
 
 def write_outputs(records: Sequence[Record], run: PredictRun, partial: Optional[tuple[int, int]] = None) -> dict[str, Path]:
     """The run's outputs by name (each replaced atomically), and its configuration file's path."""
+    from kifaru.segments.crops import label_segments
+
+    label_segments(records, run.segment_classifier, run.description().animal_threshold(), run.base, partial)
     written = _write_outputs(run.save_dir, run.writers, records, run.description(partial), OUTPUT_FILENAMES)
     outputs = {OUTPUT_KEYS.get(name, name): path for name, path in written.items()}
     outputs["configuration"] = run.save_dir / CONFIGURATION_YAML

@@ -58,6 +58,7 @@ class PredictRun:
     output_formats: tuple[str, ...] = DEFAULT_OUTPUT_FORMATS
     root: Optional[Path] = None  # MegaDetector paths are relative to it
     base: Path = Path(".")  # the working folder of the run
+    segment_classifier: Any = None  # kifaru.segments.crops.CropClassifier: labels the segments' crops
 
     @property
     def writers(self) -> list[str]:
@@ -80,6 +81,7 @@ class PredictRun:
             predict_config=self.predict_config,
             model=Path(self.predict_config.checkpoint).name,
             model_sha256=self.checkpoint_sha256,
+            crop_classifier=self.segment_classifier.describe() if self.segment_classifier is not None else None,
             root=self.root,
             base=self.base,
             partial=partial,

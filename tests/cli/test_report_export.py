@@ -98,3 +98,29 @@ def test_a_folder_without_results_is_a_usage_error_that_says_what_to_give(tmp_pa
     assert "holds no kifaru_results.jsonl: give the output folder of a finished kifaru predict" in capsys.readouterr().err
     assert main(["export", "camtrap-dp", str(tmp_path)]) == EXIT_USAGE
     assert main(["export", "camtrap-dp", str(tmp_path), "--utc-offset", "2 hours"]) == EXIT_USAGE
+
+
+def test_detect_labels_segments_from_their_crops_and_writes_annotated_clips(megadetector_lite, tmp_path, capsys, monkeypatch):
+    """The detector, then an image classifier on each visit's own crops (MegaDetector users'
+    two steps, for clips): segments.csv takes the image model's classes."""
+    from kifaru.samples import SAMPLES, make_samples
+    from tests.images.photos import SPECIES as IMAGE_SPECIES
+
+    import av
+
+    make_samples(tmp_path / "clips", seconds=3.0, fps=5)
+    checkpoint = write_image_checkpoint(tmp_path / "image.ckpt")
+    monkeypatch.chdir(tmp_path)
+    argv = ["detect", "--data-dir", "clips", "--segment-classifier", str(checkpoint), "--save-annotated-videos", "annotated", "-q"]
+    assert main(argv) == EXIT_OK
+    out = capsys.readouterr()
+    assert f"segments labelled by image.ckpt ({len(IMAGE_SPECIES)} classes)" in out.err
+    segments = rows(tmp_path / "segments.csv")
+    videos = [s for s in SAMPLES if s.codec != "jpeg"]
+    assert {r["filepath"].rsplit("/", 1)[-1] for r in segments} == {s.name for s in videos if s.cat_from is not None}
+    # A random-weight network: which class it says is not the point; that it is the crops' is.
+    assert all(r["species_from"] == "crops" and r["species"] in IMAGE_SPECIES[1:] for r in segments), segments
+    assert f"wrote {len(videos)} annotated clips into annotated" in out.out
+    for sample in videos:
+        with av.open(str(tmp_path / "annotated" / sample.name.rsplit(".", 1)[0]) + ".mp4") as copy, av.open(str(tmp_path / "clips" / sample.name)) as original:
+            assert sum(1 for _ in copy.decode(video=0)) == sum(1 for _ in original.decode(video=0))

@@ -185,3 +185,23 @@ def test_an_existing_package_is_not_replaced_unless_asked(results, tmp_path):
     with pytest.raises(ConfigError, match="--overwrite"):
         export_camtrap_dp(results.folder, tmp_path / "package")
     export_camtrap_dp(results.folder, tmp_path / "package", overwrite=True)
+
+
+def test_segments_labelled_from_their_crops_name_the_image_model_that_did(results, tmp_path):
+    from dataclasses import replace
+
+    from kifaru.outputs import get_writer
+    from kifaru.outputs.results_file import RESULTS_FILE, read_results_file
+
+    part = read_results_file(results.folder / RESULTS_FILE)
+    deer = next(r for r in part.records if r.item.endswith("deer.mp4"))
+    deer.outputs["segment_crops"] = [
+        {"frame_number": f["frame_number"], "box": f["detections"][0][:4], "probabilities": [0.1, 0.2, 0.7]} for f in deer.frames if f["detections"]
+    ]
+    run = replace(part.description, crop_classifier={"model": "lila.science", "sha256": "ef" * 32, "species": ["blank", "red_deer", "wild_boar"]})
+    (results.folder / RESULTS_FILE).write_text(get_writer("results_jsonl").render(part.records, run))
+    export = export_camtrap_dp(results.folder, tmp_path / "package")
+    media = {row["fileName"]: row["mediaID"] for row in rows(export.folder, "media")}
+    (seen,) = [o for o in rows(export.folder, "observations") if o["mediaID"] == media["deer.mp4"]]
+    assert seen["scientificName"] == "Sus scrofa" and float(seen["classificationProbability"]) == 0.7
+    assert "its boxes classified by lila.science (sha256 efefefefefef)" in seen["classifiedBy"]

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from kifaru.cli.display import ProgressBar, note, warn
-from kifaru.cli.commands.report import add_annotated_videos_option, add_report_options, report_if_asked
+from kifaru.cli.commands.report import (
+    add_annotated_videos_option,
+    add_report_options,
+    add_segment_classifier_option,
+    report_if_asked,
+    resolve_segment_classifier,
+)
 from kifaru.cli.exit_codes import exit_code_for
 from kifaru.cli.options import add_config_options, add_quiet_option, option_layer, parse_overrides, relative_to_option, video_loader_config
 from kifaru.config import VideoLoaderConfig
@@ -44,6 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     detect.add_argument("--overwrite", action="store_true", help="start over instead of resuming an earlier run")
     add_report_options(detect)
     add_annotated_videos_option(detect)
+    add_segment_classifier_option(detect)
     add_quiet_option(detect)
     detect.set_defaults(handler=handle)
 
@@ -108,6 +115,7 @@ def handle(args: argparse.Namespace) -> int:
         files, args.output_dir, video_loader_config=config, threshold=args.threshold, relative_to=args.relative_to,
         data_dir=args.data_dir, overwrite=args.overwrite, weights=args.weights, num_workers=args.num_workers,
     )  # fmt: skip
+    run.segment_classifier = resolve_segment_classifier(args, args.device or "cpu")
     setup = run.detector
     where = f"{setup.device} ({setup.runtime})" if setup.runtime else f"{setup.device}"
     workers = f", {plural(run.num_workers, 'worker process', 'worker processes')}" if run.num_workers else ""

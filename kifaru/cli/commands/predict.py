@@ -9,7 +9,13 @@ import warnings
 from pathlib import Path
 
 from kifaru.cli.display import ProgressBar, device_description, show_warnings, warn
-from kifaru.cli.commands.report import add_annotated_videos_option, add_report_options, report_if_asked
+from kifaru.cli.commands.report import (
+    add_annotated_videos_option,
+    add_report_options,
+    add_segment_classifier_option,
+    report_if_asked,
+    resolve_segment_classifier,
+)
 from kifaru.cli.exit_codes import exit_code_for
 from kifaru.cli.options import (
     add_config_options,
@@ -75,6 +81,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--dry-run", action="store_true", default=None, help="one batch, nothing saved")
     add_report_options(predict)
     add_annotated_videos_option(predict)
+    add_segment_classifier_option(predict)
     add_quiet_option(predict)
     predict.set_defaults(handler=handle)
 
@@ -92,6 +99,7 @@ def handle(args: argparse.Namespace) -> int:
         )  # fmt: skip
     show_warnings(caught)
     config = run.predict_config
+    run.segment_classifier = resolve_segment_classifier(args, run.device, Path(config.model_cache_dir) if config.model_cache_dir else None)
     if run.duplicates:
         warn(f"{config.filepaths}: {run.duplicates} duplicate rows dropped")
     if run.ignored:

@@ -32,6 +32,25 @@ def add_annotated_videos_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_segment_classifier_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--segment-classifier", metavar="MODEL|FILE.ckpt",
+        help="an image model (lila.science, speciesnet, or an image checkpoint) that labels each time segment from its own "
+        "boxes' crops, instead of the clip's species",
+    )  # fmt: skip
+
+
+def resolve_segment_classifier(args: argparse.Namespace, device: str = "cpu", cache_dir: Path | None = None) -> object:
+    """The --segment-classifier, fetched and read before any clip is (None when not asked)."""
+    if not getattr(args, "segment_classifier", None):
+        return None
+    from kifaru.segments.crops import resolve_crop_classifier
+
+    classifier = resolve_crop_classifier(args.segment_classifier, cache_dir=cache_dir, device=device if device.startswith("cuda") else "cpu")
+    print(f"segments labelled by {classifier.name} ({len(classifier.species)} classes) from their boxes' crops", file=sys.stderr)
+    return classifier
+
+
 def report_if_asked(args: argparse.Namespace, results_dir: Path, written: bool = True) -> None:
     """The report and annotated clips a command was asked for, once its results are written."""
     if not written:
