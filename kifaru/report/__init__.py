@@ -67,7 +67,8 @@ def write_report(results_dir: Path, out: Optional[Path] = None, *, review_below:
 
 def card(summary: FileSummary, name: str, thumb: Optional[str], nopic: Optional[str]) -> dict[str, Any]:
     """What one card shows (the page's data)."""
-    seen = [[round(s.start, 2), round(s.end, 2)] for s in summary.segments] or None
+    # Each visit, with its own species where an image classifier labelled its crops.
+    seen = [[round(s.start, 2), round(s.end, 2), s.species if s.species_from == "crops" else None] for s in summary.segments] or None
     return {
         "file": name,
         "label": summary.label,

@@ -120,7 +120,7 @@ function cardHtml(c) {
   const classes = c.classes.map(([name, p]) => `<li>${esc(name)} ${pct(p)}<span class="bar" style="width:${Math.round(60 * p)}px"></span></li>`).join("");
   const meta = [];
   if (c.detector !== null) meta.push(`detector ${c.detector.toFixed(2)}`);
-  if (c.seen) meta.push(`animal seen ${c.seen.map((s) => seconds(s[0]) + "–" + seconds(s[1])).join(", ")}`);
+  if (c.seen) meta.push(`animal seen ${c.seen.map((s) => seconds(s[0]) + "–" + seconds(s[1]) + (s[2] ? ` (${esc(s[2])})` : "")).join(", ")}`);
   if (c.taken) meta.push(`taken ${esc(c.taken)}`);
   const flags = c.review.map((r) => `<div class="flag">${esc(r)}</div>`).join("");
   const notes = c.notes.map((n) => `<div class="meta">${esc(n)}</div>`).join("");

@@ -72,7 +72,10 @@ def test_photos_in_bursts_exported_with_deployments_are_valid_camtrap_dp(tmp_pat
         save_taken(tmp_path / "card" / "cam1" / f"IMG_{index:04d}.JPG", drawn_photo(index), start + timedelta(seconds=seconds))
     checkpoint = write_image_checkpoint(tmp_path / "image.ckpt")
     monkeypatch.chdir(tmp_path)
-    assert main(["image", "predict", "--data-dir", "card", "--checkpoint", str(checkpoint), "--no-crop-images", "--sequences", "--save-dir", "out"]) == EXIT_OK
+    assert main(["image", "predict", "--data-dir", "card", "--checkpoint", str(checkpoint), "--no-crop-images", "--sequences", "--save-dir", "out", "--report"]) == EXIT_OK
+    cards, _ = page_cards(tmp_path / "out" / "report.html")  # image predict's --report
+    assert sorted(c["file"].rsplit("/", 1)[-1] for c in cards) == [f"IMG_{i:04d}.JPG" for i in range(4)]
+    assert all(c["thumb"] and c["classes"] for c in cards)
     (tmp_path / "deployments.csv").write_text(
         "deploymentID,latitude,longitude,deploymentStart,deploymentEnd\ncam1,-1.5,29.6,2024-04-30T00:00:00+02:00,2024-05-30T00:00:00+02:00\n"
     )

@@ -37,7 +37,7 @@ def test_every_file_read_is_a_card_and_every_failure_is_listed_with_its_reason(r
     }
     deer = cards["cam1/deer.mp4"]
     assert deer["label"] == "european_roe_deer" and deer["classes"][0] == ["european_roe_deer", 0.9]
-    assert deer["seen"] == [[1.0, 2.5]] and deer["detector"] == 0.9 and deer["review"] == []
+    assert deer["seen"] == [[1.0, 2.5, None]] and deer["detector"] == 0.9 and deer["review"] == []
     assert cards["cam1/empty.mp4"]["label"] == "blank"
     assert cards["cam2/p2.jpg"]["review"] == ["low confidence: wild_boar at 0.48, under 0.5"]
     assert cards["cam2/p1.jpg"]["label"] == "wild_boar" and cards["cam2/p1.jpg"]["taken"] == "2024-05-02T10:00:00"
