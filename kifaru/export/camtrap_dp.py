@@ -34,7 +34,7 @@ from kifaru.exceptions import ConfigError
 from kifaru.files import write_text_atomically
 from kifaru.outputs.paths import absolute
 from kifaru.outputs.results_file import RunResults, read_results
-from kifaru.outputs.summaries import FileSummary, file_scores, summarize
+from kifaru.outputs.summaries import FileSummary, summarize
 from kifaru.export.taxa import OFFICIAL_TAXA, Taxon, observation_type
 from kifaru.export.timestamps import MediaTime, after, camtrap_time, duration_of, media_time
 from kifaru.runs.records import MEDIA_VIDEO, STAGE_FILE, Record

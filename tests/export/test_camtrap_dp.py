@@ -205,3 +205,31 @@ def test_segments_labelled_from_their_crops_name_the_image_model_that_did(result
     (seen,) = [o for o in rows(export.folder, "observations") if o["mediaID"] == media["deer.mp4"]]
     assert seen["scientificName"] == "Sus scrofa" and float(seen["classificationProbability"]) == 0.7
     assert "its boxes classified by lila.science (sha256 efefefefefef)" in seen["classifiedBy"]
+
+
+def test_times_the_user_gives_win_and_a_bad_one_is_named(results, tmp_path, capsys):
+    from kifaru.cli import EXIT_OK, EXIT_USAGE, main
+
+    given = tmp_path / "times.csv"
+    given.write_text("filepath,timestamp\ncam1/empty.mp4,2024-05-01T07:00:00+01:00\n")
+    argv = ["export", "camtrap-dp", str(results.folder), "--out", str(tmp_path / "package"), "--timestamps", str(given)]
+    assert main(argv) == EXIT_OK
+    media = {row["fileName"]: row for row in rows(tmp_path / "package", "media")}
+    assert media["empty.mp4"]["timestamp"] == "2024-05-01T07:00:00+01:00" and "timestamp" not in media["empty.mp4"]["mediaComments"]
+    assert "1 file(s) hold no capture time" in capsys.readouterr().err  # broken.mp4 only, now
+    given.write_text("filepath,timestamp\ncam1/empty.mp4,2024-05-01 07:00\n")
+    assert main([*argv, "--overwrite"]) == EXIT_USAGE
+    assert "line 2: '2024-05-01 07:00' is not an ISO 8601 time with a time zone" in capsys.readouterr().err
+
+
+def test_a_taxa_file_names_classes_and_a_bad_rank_is_refused(results, tmp_path, capsys):
+    from kifaru.cli import EXIT_OK, EXIT_USAGE, main
+
+    taxa = tmp_path / "taxa.csv"
+    taxa.write_text("class,scientificName,taxonRank\nwild_boar,Sus scrofa scrofa,subspecies\n")
+    argv = ["export", "camtrap-dp", str(results.folder), "--out", str(tmp_path / "package"), "--taxa", str(taxa)]
+    assert main(argv) == EXIT_OK
+    assert "Sus scrofa scrofa" in {o["scientificName"] for o in rows(tmp_path / "package", "observations")}
+    taxa.write_text("class,scientificName,taxonRank\nwild_boar,Sus scrofa,breed\n")
+    assert main([*argv, "--overwrite"]) == EXIT_USAGE
+    assert "line 2: taxonRank 'breed' is not one of kingdom" in capsys.readouterr().err

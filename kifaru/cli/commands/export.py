@@ -73,15 +73,14 @@ def handle(args: argparse.Namespace) -> int:
 
 def _names(results: list) -> dict[str, str]:
     """Each file as a --timestamps CSV may name it (as the run did, or relative to its root) -> its item."""
-    from kifaru.outputs.paths import relative_path
+    from kifaru.exceptions import ConfigError
 
     names = {}
     for part in results:
         for record in part.records:
             names[record.item] = record.item
-            if part.description.root is not None:
-                try:
-                    names[relative_path(record.item, part.description.root, part.description.base)] = record.item
-                except Exception:
-                    pass
+            try:
+                names[part.relative_name(record.item)] = record.item
+            except ConfigError:  # outside the run's root: named as the run named it only
+                pass
     return names
