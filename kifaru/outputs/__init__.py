@@ -43,6 +43,10 @@ class RunDescription:
     aggregation: str = "mean"
     # The image classifier that labelled the segments' crops: {"model", "sha256", "species"}.
     crop_classifier: Optional[dict[str, Any]] = None
+    # What the records depend on (the journal's header): shards of one run have the same.
+    settings: Optional[dict[str, Any]] = None
+    outputs: Optional[dict[str, str]] = None  # writer name -> file name, as the run wrote them
+    shard: Optional[dict[str, Any]] = None  # kifaru.runs.shards.ShardSelection.describe()
 
     @property
     def crop_species(self) -> Sequence[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cached_property
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -58,7 +59,19 @@ def run_header(run: RunDescription) -> dict[str, Any]:
         "sequences": sequences,
         "aggregation": run.aggregation,
         "crop_classifier": run.crop_classifier,
+        "settings": run.settings,
+        "outputs": run.outputs,
+        "shard": run.shard,
+        # What writers read of the configs, so that merged shards are written as one run is.
+        "video_loader_config": None if run.loader_config is None else run.loader_config.model_dump(mode="json"),
+        "prediction_values": _prediction_values(run.predict_config),
     }
+
+
+def _prediction_values(config: Any) -> Optional[dict[str, Any]]:
+    if config is None or not hasattr(config, "proba_threshold"):
+        return None
+    return {"proba_threshold": config.proba_threshold, "output_class_names": bool(getattr(config, "output_class_names", False))}
 
 
 def _video_detector(run: RunDescription) -> Optional[dict[str, Any]]:
@@ -161,4 +174,17 @@ def description_of(header: dict[str, Any]) -> RunDescription:
         sequences=None if sequences is None else Grouping(dict(sequences["seq_ids"]), list(sequences.get("untimed") or ()), sequences.get("rule", "")),
         aggregation=header.get("aggregation", "mean"),
         crop_classifier=header.get("crop_classifier"),
+        settings=header.get("settings"),
+        outputs=header.get("outputs"),
+        shard=header.get("shard"),
+        loader_config=_loader_config(header.get("video_loader_config")),
+        predict_config=None if header.get("prediction_values") is None else SimpleNamespace(**header["prediction_values"]),
     )
+
+
+def _loader_config(dump: Optional[dict[str, Any]]) -> Any:
+    if dump is None:
+        return None
+    from kifaru.config.video import VideoLoaderConfig
+
+    return VideoLoaderConfig.model_validate(dump)

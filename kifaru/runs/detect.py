@@ -31,6 +31,7 @@ from typing import Any, Optional, Sequence
 from kifaru.config.video import VideoLoaderConfig
 from kifaru.exceptions import ConfigError
 from kifaru.outputs import RunDescription, write_outputs
+from kifaru.runs.shards import run_settings, select_shard, written_names
 from kifaru.segments.crops import label_segments
 from kifaru.outputs.detection_summary import SUMMARY_CSV
 from kifaru.outputs.paths import choose_root
@@ -95,17 +96,21 @@ class DetectRun:
     overwrite: bool
     base: Path  # the working folder relative input names are read from
     segment_classifier: Any = None  # kifaru.segments.crops.CropClassifier: labels the segments' crops
+    shard: Any = None  # kifaru.runs.shards.ShardSelection: this run's part of the files
 
     def journal(self) -> Journal:
         from kifaru.models import registry
 
+        header = {
+            "kifaru_detect_progress": 2,
+            "video_loader_config": self.config.model_dump(mode="json", exclude={"cache_dir", "cleanup_cache"}),
+            "weights": registry.MEGADETECTOR_LITE.weights_sha256,  # the only weights resolve_detector accepts
+        }
+        if self.shard is not None:
+            header["shard"] = str(self.shard.shard)
         return Journal(
             self.output_dir / PROGRESS_FILE,
-            {
-                "kifaru_detect_progress": 2,
-                "video_loader_config": self.config.model_dump(mode="json", exclude={"cache_dir", "cleanup_cache"}),
-                "weights": registry.MEGADETECTOR_LITE.weights_sha256,  # the only weights resolve_detector accepts
-            },
+            header,
             outputs=[self.output_dir / name for name in FILENAMES.values()],
             keep=True,
         )
@@ -117,6 +122,8 @@ class DetectRun:
             "detect", loader_config=self.config, threshold=self.threshold, root=self.root, base=self.base, partial=partial,
             model_sha256=registry.MEGADETECTOR_LITE.weights_sha256,
             crop_classifier=self.segment_classifier.describe() if self.segment_classifier is not None else None,
+            settings=run_settings(self.journal().header), outputs=written_names(WRITERS, FILENAMES),
+            shard=self.shard.describe() if self.shard is not None else None,
         )  # fmt: skip
 
 
@@ -144,6 +151,7 @@ def resolve_detect_run(
     weights: Optional[Path] = None,
     num_workers: Optional[int] = None,
     detector: Any = None,
+    shard: Any = None,
 ) -> DetectRun:
     """The explicit step: check the settings, choose the paths' root, check an earlier run in
     ``output_dir`` may be continued, and resolve the detector (weights fetched, its export made,
@@ -165,7 +173,12 @@ def resolve_detect_run(
     if num_workers < 0:
         raise ConfigError(f"num_workers {num_workers}: give 0 (this process) or more worker processes")
     num_workers = min(num_workers, usable_cores())
-    run = DetectRun(items_from(names), Path(output_dir), config, threshold, root, DetectorSetup(), num_workers, overwrite, base)
+    items = items_from(names)
+    selection = select_shard(items, shard, base)
+    run = DetectRun(
+        selection.items if selection is not None else items, Path(output_dir), config, threshold, root, DetectorSetup(), num_workers,
+        overwrite, base, shard=selection,
+    )  # fmt: skip
     if not overwrite:
         run.journal().earlier()  # another run's settings are refused now, before the detector loads
     run.detector = resolve_detector(config, weights=weights, workers=num_workers, detector=detector)

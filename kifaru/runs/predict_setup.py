@@ -19,6 +19,7 @@ from kifaru.outputs.paths import choose_root
 from kifaru.outputs.zamba_csv import PREDICTIONS_CSV
 from kifaru.runs.inputs import Item, problem_of
 from kifaru.runs.journal import Journal, check_finished_outputs
+from kifaru.runs.shards import run_settings, select_shard, written_names
 from kifaru.runs.resolve import check_frame_count, model_loader_config, with_detector_device
 
 MEGADETECTOR_JSON = "megadetector_predictions.json"
@@ -59,6 +60,7 @@ class PredictRun:
     root: Optional[Path] = None  # MegaDetector paths are relative to it
     base: Path = Path(".")  # the working folder of the run
     segment_classifier: Any = None  # kifaru.segments.crops.CropClassifier: labels the segments' crops
+    shard: Any = None  # kifaru.runs.shards.ShardSelection: this run's part of the files
 
     @property
     def writers(self) -> list[str]:
@@ -71,6 +73,8 @@ class PredictRun:
             "checkpoint_sha256": self.checkpoint_sha256,
             "video_loader_config": self.video_loader_config.model_dump(mode="json", exclude={"cache_dir", "cleanup_cache"}),
         }
+        if self.shard is not None:
+            header["shard"] = str(self.shard.shard)
         return Journal(self.save_dir / PROGRESS_FILE, header, outputs=_finished_outputs(self.save_dir), overwrite_hint=OVERWRITE_HINT)
 
     def description(self, partial: Optional[tuple[int, int]] = None) -> RunDescription:
@@ -82,6 +86,9 @@ class PredictRun:
             model=Path(self.predict_config.checkpoint).name,
             model_sha256=self.checkpoint_sha256,
             crop_classifier=self.segment_classifier.describe() if self.segment_classifier is not None else None,
+            settings=run_settings(self.journal().header),
+            outputs=written_names(self.writers, OUTPUT_FILENAMES),
+            shard=self.shard.describe() if self.shard is not None else None,
             root=self.root,
             base=self.base,
             partial=partial,
@@ -115,6 +122,7 @@ def resolve_predict_run(
     overrides_name: str = "video_loader_overrides",
     output_formats: Sequence[str] = DEFAULT_OUTPUT_FORMATS,
     relative_to: Optional[Path] = None,
+    shard: Any = None,
 ) -> PredictRun:
     """The explicit step: find the files, fetch and read the checkpoint, pick the device and the
     loader config, and check the outputs can be written. Raises ConfigError (or another
@@ -141,6 +149,13 @@ def resolve_predict_run(
     if "megadetector" in formats:
         data_dir = Path(config.data_dir) if config.data_dir is not None else None
         root = choose_root([item.name for item in files], base, relative_to=relative_to, data_dir=data_dir)
+    selection = select_shard(files, shard, base)
+    if selection is not None:
+        if photos and config.photos == PhotosChoice.image:
+            raise ConfigError(
+                f"--shard {shard} with photos: image is not supported yet: shard the videos, and run kifaru image predict on the photos"
+            )
+        files = selection.items
     checking_outputs = config.save and not config.dry_run and not config.overwrite
     if checking_outputs:  # before the checkpoint is fetched
         check_finished_outputs(save_dir / PROGRESS_FILE, _finished_outputs(save_dir), overwrite_hint=OVERWRITE_HINT)
@@ -190,6 +205,7 @@ def resolve_predict_run(
         output_formats=formats,
         root=root,
         base=base,
+        shard=selection,
         photos_run=_photos_run(resolved, relative_to) if photos and config.photos == PhotosChoice.image and not config.dry_run else None,
     )
     if checking_outputs:  # an interrupted run here must have been made with these settings

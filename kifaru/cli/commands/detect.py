@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kifaru.cli.display import ProgressBar, note, warn
+from kifaru.cli.commands.merge import add_shard_option
 from kifaru.cli.commands.report import (
     add_annotated_videos_option,
     add_report_options,
@@ -51,6 +52,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_report_options(detect)
     add_annotated_videos_option(detect)
     add_segment_classifier_option(detect)
+    add_shard_option(detect)
     add_quiet_option(detect)
     detect.set_defaults(handler=handle)
 
@@ -106,6 +108,7 @@ def _detect_threshold(config: VideoLoaderConfig, args: argparse.Namespace) -> Vi
 
 def handle(args: argparse.Namespace) -> int:
     from kifaru.runs.detect import DETECTIONS_JSON, detect_files, detect_inputs, resolve_detect_run
+    from kifaru.runs.shards import Shard
 
     files, duplicates = detect_inputs(args.data_dir, args.filepaths)
     if duplicates:
@@ -114,7 +117,10 @@ def handle(args: argparse.Namespace) -> int:
     run = resolve_detect_run(
         files, args.output_dir, video_loader_config=config, threshold=args.threshold, relative_to=args.relative_to,
         data_dir=args.data_dir, overwrite=args.overwrite, weights=args.weights, num_workers=args.num_workers,
+        shard=Shard.parse(args.shard) if args.shard else None,
     )  # fmt: skip
+    if run.shard is not None:
+        print(f"shard {run.shard.shard}: {plural(len(run.items), 'file')} of {run.shard.total}", file=sys.stderr)
     run.segment_classifier = resolve_segment_classifier(args, args.device or "cpu")
     setup = run.detector
     where = f"{setup.device} ({setup.runtime})" if setup.runtime else f"{setup.device}"

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from kifaru.cli.display import ProgressBar, device_description, show_warnings, warn
+from kifaru.cli.commands.merge import add_shard_option
 from kifaru.cli.commands.report import (
     add_annotated_videos_option,
     add_report_options,
@@ -82,12 +83,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_report_options(predict)
     add_annotated_videos_option(predict)
     add_segment_classifier_option(predict)
+    add_shard_option(predict)
     add_quiet_option(predict)
     predict.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from kifaru.runs.predict import FAILURES_CSV, choose_classifier_runtime, predict_model, resolve_predict_run
+    from kifaru.runs.shards import Shard
 
     configs = run_configs(args, "predict_config", PREDICT_OPTIONS)
     formats = [name.strip() for name in args.output_format.split(",") if name.strip()]
@@ -96,8 +99,11 @@ def handle(args: argparse.Namespace) -> int:
         run = resolve_predict_run(
             configs.predict_config, configs.video_loader_config, video_loader_overrides=parse_overrides(args.set),
             overrides_name="--set", output_formats=formats, relative_to=args.relative_to,
+            shard=Shard.parse(args.shard) if args.shard else None,
         )  # fmt: skip
     show_warnings(caught)
+    if run.shard is not None:
+        print(f"shard {run.shard.shard}: {plural(len(run.files), 'file')} of {run.shard.total}", file=sys.stderr)
     config = run.predict_config
     run.segment_classifier = resolve_segment_classifier(args, run.device, Path(config.model_cache_dir) if config.model_cache_dir else None)
     if run.duplicates:
