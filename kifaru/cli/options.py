@@ -147,3 +147,25 @@ def relative_to_option(command: argparse.ArgumentParser) -> None:
         "--relative-to", type=Path, metavar="FOLDER",
         help="write MegaDetector JSON paths relative to this folder, Timelapse's root (default: --data-dir, else the folder holding every file)",
     )  # fmt: skip
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """--backend and --ray-address: where the files are read (this machine, or a Ray cluster)."""
+    from kifaru.runs.ray_backend import BACKENDS
+
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="local",
+        help="local: worker processes here (default); ray: actors on a Ray cluster, one per CPU (needs kifaru[ray])",
+    )  # fmt: skip
+    parser.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster's address, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else a Ray started here)")
+
+
+def announce_backend(args: argparse.Namespace) -> None:
+    """Connects to the Ray cluster now (a bad address is said before any file is read) and names it."""
+    if getattr(args, "backend", "local") != "ray":
+        return
+    import sys
+
+    from kifaru.runs.ray_backend import cluster_description, connect
+
+    print(f"backend: {cluster_description(connect(args.ray_address))}", file=sys.stderr)

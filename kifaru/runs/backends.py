@@ -177,6 +177,11 @@ def _death_reason(workers: list) -> str:
     return f"the worker process died while working on it{how}: a damaged file, a decoder bug or too little memory"
 
 
-def backend_for(task: Task, num_workers: int) -> "InProcess | WorkerPool":
-    """Worker processes for ``num_workers`` > 0, else this process."""
+def backend_for(task: Task, num_workers: int, backend: str = "local", ray_address: Optional[str] = None) -> Any:
+    """Worker processes for ``num_workers`` > 0, else this process; ``backend`` "ray": actors on
+    the Ray cluster at ``ray_address`` (:mod:`kifaru.runs.ray_backend`; one per CPU of it)."""
+    if backend == "ray":
+        from kifaru.runs.ray_backend import RayBackend
+
+        return RayBackend(task, address=ray_address)
     return WorkerPool(task, num_workers) if num_workers > 0 else InProcess(task)

@@ -97,6 +97,8 @@ class DetectRun:
     base: Path  # the working folder relative input names are read from
     segment_classifier: Any = None  # kifaru.segments.crops.CropClassifier: labels the segments' crops
     shard: Any = None  # kifaru.runs.shards.ShardSelection: this run's part of the files
+    backend: str = "local"  # or "ray" (kifaru.runs.ray_backend)
+    ray_address: Optional[str] = None
 
     def journal(self) -> Journal:
         from kifaru.models import registry
@@ -152,6 +154,8 @@ def resolve_detect_run(
     num_workers: Optional[int] = None,
     detector: Any = None,
     shard: Any = None,
+    backend: str = "local",
+    ray_address: Optional[str] = None,
 ) -> DetectRun:
     """The explicit step: check the settings, choose the paths' root, check an earlier run in
     ``output_dir`` may be continued, and resolve the detector (weights fetched, its export made,
@@ -177,11 +181,13 @@ def resolve_detect_run(
     selection = select_shard(items, shard, base)
     run = DetectRun(
         selection.items if selection is not None else items, Path(output_dir), config, threshold, root, DetectorSetup(), num_workers,
-        overwrite, base, shard=selection,
+        overwrite, base, shard=selection, backend=backend, ray_address=ray_address,
     )  # fmt: skip
     if not overwrite:
         run.journal().earlier()  # another run's settings are refused now, before the detector loads
-    run.detector = resolve_detector(config, weights=weights, workers=num_workers, detector=detector)
+    # Ray's actors load the detector as worker processes do: prepared here, loaded there.
+    workers = num_workers if backend == "local" else max(num_workers, 1)
+    run.detector = resolve_detector(config, weights=weights, workers=workers, detector=detector)
     return run
 
 
@@ -205,7 +211,7 @@ def detect_files(
     task = run.detector.task("detect", run.config)
 
     def pipeline(todo: Sequence[Item], finish: Any) -> None:
-        with backend_for(task, run.num_workers) as backend:
+        with backend_for(task, run.num_workers, run.backend, run.ray_address) as backend:
             for record in backend.map(todo):
                 finish(record)
 

@@ -141,8 +141,9 @@ def _predict_clips(run: PredictRun, todo: Sequence[Item], finish: Callable[[Reco
 
     config = run.predict_config
     # Workers start loading clips while the model is read into memory.
-    task = resolve_detector(run.video_loader_config, workers=run.loading_processes).task("frames", run.video_loader_config)
-    with backend_for(task, run.loading_processes) as backend:
+    workers = run.loading_processes if run.backend == "local" else max(run.loading_processes, 1)  # Ray: loaded in its actors
+    task = resolve_detector(run.video_loader_config, workers=workers).task("frames", run.video_loader_config)
+    with backend_for(task, run.loading_processes, run.backend, run.ray_address) as backend:
         results = backend.map(todo)
         classifier = load_classifier(
             run.checkpoint, run.checkpoint_sha256, run.device, Path(config.model_cache_dir), choose_classifier_runtime(run)

@@ -61,6 +61,8 @@ class PredictRun:
     base: Path = Path(".")  # the working folder of the run
     segment_classifier: Any = None  # kifaru.segments.crops.CropClassifier: labels the segments' crops
     shard: Any = None  # kifaru.runs.shards.ShardSelection: this run's part of the files
+    backend: str = "local"  # where clips are read: or "ray" (kifaru.runs.ray_backend); the classifier runs here
+    ray_address: Optional[str] = None
 
     @property
     def writers(self) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from kifaru.cli.display import ProgressBar, note, warn
 from kifaru.cli.commands.merge import add_shard_option
+from kifaru.cli.options import add_backend_options, announce_backend
 from kifaru.cli.commands.report import (
     add_annotated_videos_option,
     add_report_options,
@@ -53,6 +54,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_annotated_videos_option(detect)
     add_segment_classifier_option(detect)
     add_shard_option(detect)
+    add_backend_options(detect)
     add_quiet_option(detect)
     detect.set_defaults(handler=handle)
 
@@ -110,6 +112,7 @@ def handle(args: argparse.Namespace) -> int:
     from kifaru.runs.detect import DETECTIONS_JSON, detect_files, detect_inputs, resolve_detect_run
     from kifaru.runs.shards import Shard
 
+    announce_backend(args)
     files, duplicates = detect_inputs(args.data_dir, args.filepaths)
     if duplicates:
         warn(f"--filepaths {args.filepaths}: {duplicates} duplicate rows ignored")
@@ -117,7 +120,7 @@ def handle(args: argparse.Namespace) -> int:
     run = resolve_detect_run(
         files, args.output_dir, video_loader_config=config, threshold=args.threshold, relative_to=args.relative_to,
         data_dir=args.data_dir, overwrite=args.overwrite, weights=args.weights, num_workers=args.num_workers,
-        shard=Shard.parse(args.shard) if args.shard else None,
+        shard=Shard.parse(args.shard) if args.shard else None, backend=args.backend, ray_address=args.ray_address,
     )  # fmt: skip
     if run.shard is not None:
         print(f"shard {run.shard.shard}: {plural(len(run.items), 'file')} of {run.shard.total}", file=sys.stderr)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kifaru.cli.display import ProgressBar, device_description, show_warnings, warn
 from kifaru.cli.commands.merge import add_shard_option
+from kifaru.cli.options import add_backend_options, announce_backend
 from kifaru.cli.commands.report import (
     add_annotated_videos_option,
     add_report_options,
@@ -84,6 +85,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_annotated_videos_option(predict)
     add_segment_classifier_option(predict)
     add_shard_option(predict)
+    add_backend_options(predict)
     add_quiet_option(predict)
     predict.set_defaults(handler=handle)
 
@@ -93,6 +95,7 @@ def handle(args: argparse.Namespace) -> int:
     from kifaru.runs.shards import Shard
 
     configs = run_configs(args, "predict_config", PREDICT_OPTIONS)
+    announce_backend(args)
     formats = [name.strip() for name in args.output_format.split(",") if name.strip()]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -101,6 +104,7 @@ def handle(args: argparse.Namespace) -> int:
             overrides_name="--set", output_formats=formats, relative_to=args.relative_to,
             shard=Shard.parse(args.shard) if args.shard else None,
         )  # fmt: skip
+        run.backend, run.ray_address = args.backend, args.ray_address
     show_warnings(caught)
     if run.shard is not None:
         print(f"shard {run.shard.shard}: {plural(len(run.files), 'file')} of {run.shard.total}", file=sys.stderr)
