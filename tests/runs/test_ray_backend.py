@@ -4,7 +4,6 @@ worker killed mid-run loses no file and doubles none."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -16,12 +15,12 @@ import pytest
 
 from kifaru.cli import EXIT_FAILED, EXIT_OK, main
 from kifaru.outputs.results_file import RESULTS_FILE
+from tests.helpers.outputs import assert_same_outputs
 from tests.media import make_animal_clip, make_clip
 from tests.models.tiny_model import write_tiny_checkpoint
 
 ray = pytest.importorskip("ray")
 RAY = str(Path(sys.executable).with_name("ray"))
-CLOCK_KEYS = {"detection_completion_time", "classification_completion_time"}
 
 
 def _free_port() -> int:
@@ -54,20 +53,7 @@ def cluster(tmp_path_factory):
             os.environ["RAY_AUTH_MODE"] = saved
 
 
-def without_clock(value):
-    if isinstance(value, dict):
-        return {k: without_clock(v) for k, v in value.items() if k not in CLOCK_KEYS}
-    if isinstance(value, list):
-        return [without_clock(v) for v in value]
-    return value
 
-
-def assert_same(local: Path, remote: Path, names):
-    for name in names:
-        if name.endswith(".json"):
-            assert without_clock(json.loads((local / name).read_text())) == without_clock(json.loads((remote / name).read_text())), name
-        else:
-            assert (local / name).read_bytes() == (remote / name).read_bytes(), name
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +71,7 @@ def test_detect_on_a_two_node_cluster_writes_what_a_local_run_writes(cluster, cl
     capsys.readouterr()
     assert main(["detect", "--data-dir", str(clips), "--output-dir", str(remote), "--backend", "ray", "--ray-address", cluster, "-q"]) == EXIT_FAILED
     assert "backend: Ray cluster: 2 nodes, 2 CPUs" in capsys.readouterr().err
-    assert_same(local, remote, ["detections.json", "detection_summary.csv", "segments.csv", RESULTS_FILE])
+    assert_same_outputs(local, remote, ["detections.json", "detection_summary.csv", "segments.csv", RESULTS_FILE])
 
 
 def test_a_worker_killed_mid_run_loses_and_doubles_no_file(cluster, clips, megadetector_lite, tmp_path):
@@ -107,7 +93,7 @@ def test_a_worker_killed_mid_run_loses_and_doubles_no_file(cluster, clips, megad
     report = detect_files(run=run, progress=progress)
     assert killed
     assert sorted(r.item for r in report.records) == sorted(str(f) for f in files)  # each once
-    assert_same(local, remote, ["detections.json", "detection_summary.csv", RESULTS_FILE])
+    assert_same_outputs(local, remote, ["detections.json", "detection_summary.csv", RESULTS_FILE])
 
 
 def _actor_pids() -> list[int]:
@@ -133,7 +119,7 @@ def test_predict_reads_clips_in_the_cluster_and_writes_what_a_local_run_writes(c
     base = ["predict", "--data-dir", str(folder), "--checkpoint", str(checkpoint), "--output-format", "csv,megadetector"]
     assert main([*base, "--save-dir", str(tmp_path / "local")]) == EXIT_OK
     assert main([*base, "--save-dir", str(tmp_path / "ray"), "--backend", "ray", "--ray-address", cluster]) == EXIT_OK
-    assert_same(tmp_path / "local", tmp_path / "ray", ["zamba_predictions.csv", "megadetector_predictions.json", RESULTS_FILE])
+    assert_same_outputs(tmp_path / "local", tmp_path / "ray", ["zamba_predictions.csv", "megadetector_predictions.json", RESULTS_FILE])
 
 
 def test_without_ray_the_backend_says_how_to_install_it(monkeypatch, tmp_path, capsys):

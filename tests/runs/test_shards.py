@@ -3,7 +3,6 @@ shards that are not of one run are refused."""
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -18,29 +17,14 @@ from kifaru.runs.inputs import items_from
 from kifaru.runs.merge import merge_shards
 from kifaru.runs.shards import Shard, select_shard
 from tests.detection.fakes import IndexScoringDetector
+from tests.helpers.outputs import assert_same_outputs
 from tests.media import make_clip
 from tests.models.tiny_model import write_tiny_checkpoint
 
 SCORES = {10: 0.9, 20: 0.3, 110: 0.2, 215: 0.6}
-# Times the outputs hold (when a run ended): a merge writes its own.
-CLOCK_KEYS = {"detection_completion_time", "classification_completion_time", "inference_start_time"}
 
 
-def without_clock(value):
-    if isinstance(value, dict):
-        return {k: without_clock(v) for k, v in value.items() if k not in CLOCK_KEYS}
-    if isinstance(value, list):
-        return [without_clock(v) for v in value]
-    return value
 
-
-def same_outputs(one: Path, merged: Path, names):
-    for name in names:
-        a, b = (one / name).read_bytes(), (merged / name).read_bytes()
-        if name.endswith(".json"):
-            assert without_clock(json.loads(a)) == without_clock(json.loads(b)), name
-        else:
-            assert a == b, name
 
 
 def test_shard_parsing_says_what_to_give():
@@ -91,7 +75,7 @@ def test_detect_shards_merged_are_the_run_made_in_one_go(clips, tmp_path, count)
         detect_files(files, shards[-1], detector=IndexScoringDetector(SCORES), shard=Shard(index, count), **settings)
     merged = merge_shards(shards, tmp_path / "merged")
     assert [r.item for r in merged.records] == [str(f) for f in files]
-    same_outputs(one, tmp_path / "merged", ["detections.json", "detection_summary.csv", "segments.csv", RESULTS_FILE])
+    assert_same_outputs(one, tmp_path / "merged", ["detections.json", "detection_summary.csv", "segments.csv", RESULTS_FILE])
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +99,7 @@ def test_predict_shards_merged_through_the_command_line_are_the_run_made_in_one_
     assert main(["merge", *map(str, shards), "--out", str(tmp_path / "merged")]) == EXIT_FAILED  # the broken file's failure, as one run
     assert f"merged {count} shards: 8 files, 1 failed" in capsys.readouterr().err
     names = ["zamba_predictions.csv", "zamba_predictions_failures.csv", "megadetector_predictions.json", RESULTS_FILE]
-    same_outputs(tmp_path / "one", tmp_path / "merged", [n for n in names if (tmp_path / "one" / n).exists()])
+    assert_same_outputs(tmp_path / "one", tmp_path / "merged", [n for n in names if (tmp_path / "one" / n).exists()])
     configuration = yaml.safe_load((tmp_path / "merged" / "predict_configuration.yaml").read_text())
     assert configuration["predict_config"]["save_dir"] == str(tmp_path / "merged")
 
