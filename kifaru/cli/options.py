@@ -160,6 +160,15 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster's address, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else a Ray started here)")
 
 
+def loading_description(args: argparse.Namespace, processes: int, what: str = "loading") -> str:
+    """Who reads the files, for a command's banner: its processes here, or the Ray cluster's actors."""
+    from kifaru.progress import plural
+
+    if getattr(args, "backend", "local") == "ray":
+        return "one actor per CPU of the Ray cluster"
+    return plural(processes, f"{what} process", f"{what} processes")
+
+
 def announce_backend(args: argparse.Namespace) -> None:
     """Connects to the Ray cluster now (a bad address is said before any file is read) and names it."""
     if getattr(args, "backend", "local") != "ray":

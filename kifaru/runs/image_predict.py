@@ -37,6 +37,7 @@ from kifaru.files import write_text_atomically
 from kifaru.outputs import RunDescription, write_outputs
 from kifaru.outputs.results_file import RESULTS_FILE
 from kifaru.runs.backends import backend_for
+from kifaru.runs.classifiers import classifiers_for
 from kifaru.runs.engine import run_items
 from kifaru.runs.image_tasks import GivenBox, LoadedPhoto, LoadPhoto, PhotoSettings
 from kifaru.runs.image_inputs import given_boxes, given_sequence_ids, input_photos
@@ -76,6 +77,9 @@ class ImageRun:
     detector: Any = None  # a loaded detector to run in this process (tests), else the task loads one
     given_seq_ids: dict[str, str] = field(default_factory=dict)  # photo -> the seq_id column's
     results_file: str = RESULTS_FILE  # the records in full (kifaru.outputs.results_file)
+    backend: str = "local"  # where photos are read and classified: or "ray" (kifaru.runs.ray_backend)
+    ray_address: Optional[str] = None
+    gpus_asked: Optional[int] = None  # the config's gpus as given: 0 keeps a Ray run's classifier off the GPUs
 
     @property
     def sequences_on(self) -> bool:
@@ -251,6 +255,7 @@ def resolve_image_run(
         family=family.name,
         image_size=size,
         device=device,
+        gpus_asked=config.gpus,
         files=files,
         duplicates=duplicates,
         ignored=ignored,
@@ -344,17 +349,20 @@ def predict_images(
 
 
 def _predict_photos(run: ImageRun, todo: Sequence[Item], finish: Callable[[Record], None]) -> None:
-    from kifaru.images.classifier import ImageClassifier
+    from functools import partial
 
     task = LoadPhoto(run.photo_settings, detector=run.detector)
     workers = 0 if task.detector is not None else run.loading_processes
-    with backend_for(task, workers) as backend:
+    load = partial(_image_classifier_on, run.checkpoint.path, run.image_size)
+    with backend_for(task, workers, run.backend, run.ray_address) as backend, classifiers_for(
+        run.backend, load, classify_photos, _crops_of, device=run.device, model_class=run.checkpoint.model_class,
+        ray_address=run.ray_address, use_gpus=run.gpus_asked != 0,
+    ) as classifiers:  # fmt: skip
         results = backend.map(todo)  # workers start reading photos while the model is loaded
-        classifier = ImageClassifier.from_file(run.checkpoint.path, run.device, run.image_size)
         batch: list[LoadedPhoto] = []
 
-        def flush() -> None:
-            for loaded, probabilities in _classify(classifier, batch):
+        def finish_classified(wait: bool = False) -> None:
+            for loaded, probabilities in classifiers.completed(wait):
                 record = loaded.record
                 if isinstance(probabilities, str):
                     record.status, record.stage, record.reason = STATUS_FAILED, STAGE_MODEL, probabilities
@@ -362,7 +370,12 @@ def _predict_photos(run: ImageRun, todo: Sequence[Item], finish: Callable[[Recor
                     for crop, row in zip(record.outputs["crops"], probabilities):
                         crop["probabilities"] = [float(p) for p in row]
                 finish(record)
-            batch.clear()
+
+        def flush() -> None:
+            if batch:
+                classifiers.submit(list(batch))
+                batch.clear()
+            finish_classified()
 
         for loaded in results:
             if loaded.inputs is None:  # a failure, or a photo with nothing to classify
@@ -372,24 +385,36 @@ def _predict_photos(run: ImageRun, todo: Sequence[Item], finish: Callable[[Recor
             if sum(len(b.inputs) for b in batch) >= run.config.batch_size:
                 flush()
         flush()
+        finish_classified(wait=True)
 
 
-def _classify(classifier: Any, batch: list[LoadedPhoto]) -> list[tuple[LoadedPhoto, Any]]:
-    """(photo, probabilities per input) for each photo; one the model fails on gets the reason."""
+def _image_classifier_on(checkpoint: Path, image_size: int, device: str) -> Any:
+    from kifaru.images.classifier import ImageClassifier
+
+    return ImageClassifier.from_file(checkpoint, device, image_size)
+
+
+def _crops_of(loaded: LoadedPhoto) -> Any:
+    return loaded.inputs
+
+
+def classify_photos(classifier: Any, photos: list[Any]) -> list[Any]:
+    """Each photo's probabilities, a row per input (crop or whole photo); one the model fails
+    on gets the reason instead."""
     import numpy as np
 
-    if not batch:
+    if not photos:
         return []
     try:
-        probabilities = classifier.predict_proba(np.concatenate([b.inputs for b in batch]))
+        probabilities = classifier.predict_proba(np.concatenate(photos))
     except Exception as error:
-        if len(batch) == 1:
-            return [(batch[0], f"the model failed on its crops ({type(error).__name__}: {error})")]
-        return [pair for photo in batch for pair in _classify(classifier, [photo])]
+        if len(photos) == 1:
+            return [f"the model failed on its crops ({type(error).__name__}: {error})"]
+        return [result for photo in photos for result in classify_photos(classifier, [photo])]
     out, start = [], 0
-    for photo in batch:
-        out.append((photo, probabilities[start : start + len(photo.inputs)]))
-        start += len(photo.inputs)
+    for inputs in photos:
+        out.append(probabilities[start : start + len(inputs)])
+        start += len(inputs)
     return out
 
 

@@ -43,6 +43,7 @@ from kifaru.outputs import write_outputs as _write_outputs
 from kifaru.outputs.failures_csv import FAILURES_CSV  # noqa: F401 (kifaru.runs.predict's names)
 from kifaru.outputs.zamba_csv import PREDICTIONS_CSV, predictions_csv  # noqa: F401
 from kifaru.runs.backends import backend_for
+from kifaru.runs.classifiers import classifiers_for
 from kifaru.runs.engine import run_items
 from kifaru.runs.inputs import Item
 from kifaru.runs.records import STAGE_FRAMES, STAGE_MODEL, STATUS_FAILED, Record
@@ -132,44 +133,47 @@ def predict_model(
     if run.photos_run is not None:  # the photos beside the videos, with their image model
         from kifaru.runs.image_predict import predict_images
 
+        run.photos_run.backend, run.photos_run.ray_address = run.backend, run.ray_address  # where the videos ran
         photos = predict_images(run.photos_run.config, run=run.photos_run, progress=progress)
     return PredictReport(run, result.records, result.resumed, result.outputs, photos)
 
 
 def _predict_clips(run: PredictRun, todo: Sequence[Item], finish: Callable[[Record], None], saving: bool) -> None:
-    from kifaru.models.runner import load_classifier
-
     config = run.predict_config
     # Workers start loading clips while the model is read into memory.
     workers = run.loading_processes if run.backend == "local" else max(run.loading_processes, 1)  # Ray: loaded in its actors
     task = resolve_detector(run.video_loader_config, workers=workers).task("frames", run.video_loader_config)
-    with backend_for(task, run.loading_processes, run.backend, run.ray_address) as backend:
+    with backend_for(task, run.loading_processes, run.backend, run.ray_address) as backend, _classifiers(run) as classifiers:
         results = backend.map(todo)
-        classifier = load_classifier(
-            run.checkpoint, run.checkpoint_sha256, run.device, Path(config.model_cache_dir), choose_classifier_runtime(run)
-        )
-        if classifier.runtime_choice != run.classifier_runtime:  # ONNX Runtime failed after all (a damaged export)
-            run.classifier_runtime = classifier.runtime_choice
-            notify(f"warning: the classifier runs in PyTorch: {run.classifier_runtime.fallback_reason}")
+        chosen = classifiers.runtime_choice
+        if chosen is not None and chosen != run.classifier_runtime:  # a GPU's on Ray; ONNX Runtime failed after all (a damaged export)
+            run.classifier_runtime = chosen
+            if chosen.fallback_reason:
+                notify(f"warning: the classifier runs in PyTorch: {chosen.fallback_reason}")
             if saving:
                 _write_configuration(run, resuming=True)
         batch: list[Loaded] = []
 
-        def flush() -> None:
-            for loaded, probabilities in _run_batch(classifier, batch):
+        def finish_classified(wait: bool = False) -> None:
+            for loaded, probabilities in classifiers.completed(wait):
                 record = loaded.record
                 if isinstance(probabilities, str):
                     record.status, record.stage, record.reason = STATUS_FAILED, STAGE_MODEL, probabilities
                 else:
                     record.outputs["probabilities"] = [float(p) for p in probabilities]
                 finish(record)
-            batch.clear()
+
+        def flush() -> None:
+            if batch:
+                classifiers.submit(list(batch))
+                batch.clear()
+            finish_classified()
 
         for loaded in results:
             if loaded.record.failed:
                 finish(loaded.record)
                 continue
-            expected = classifier.num_frames
+            expected = classifiers.num_frames
             if expected is not None and len(loaded.frames) != expected:
                 reason = f"{len(loaded.frames)} frames were read, the model takes {expected}; set ensure_total_frames"
                 record = loaded.record
@@ -182,19 +186,43 @@ def _predict_clips(run: PredictRun, todo: Sequence[Item], finish: Callable[[Reco
             if len(batch) >= config.batch_size:
                 flush()
         flush()
+        finish_classified(wait=True)
 
 
-def _run_batch(classifier: Any, batch: list[Loaded]) -> list[tuple[Loaded, Any]]:
-    """(clip, probabilities) for each clip; a clip the model fails on gets the reason instead."""
-    if not batch:
+def _classifiers(run: PredictRun) -> Any:
+    from functools import partial
+
+    cache_dir = Path(run.predict_config.model_cache_dir)
+    # Here: the runtime chosen before the run; in a Ray actor, the one its device gets.
+    choice = choose_classifier_runtime(run) if run.backend == "local" else None
+    load = partial(classifier_on, run.checkpoint, run.checkpoint_sha256, cache_dir, choice)
+    return classifiers_for(
+        run.backend, load, classify_batch, frames_of, device=run.device, model_class=run.checkpoint.model_class,
+        ray_address=run.ray_address, use_gpus=run.gpus_asked != 0,
+    )  # fmt: skip
+
+
+def classifier_on(checkpoint: Any, checkpoint_sha256: str, cache_dir: Path, choice: Any, device: str) -> Any:
+    from kifaru.models.runner import load_classifier
+
+    return load_classifier(checkpoint, checkpoint_sha256, device, cache_dir, choice)
+
+
+def frames_of(loaded: Loaded) -> Any:
+    return loaded.frames
+
+
+def classify_batch(classifier: Any, clips: list[Any]) -> list[Any]:
+    """Each clip's probabilities; a clip the model fails on gets the reason instead."""
+    if not clips:
         return []
     try:
-        return list(zip(batch, classifier.predict_proba([r.frames for r in batch])))
+        return list(classifier.predict_proba(clips))
     except Exception as error:
-        if len(batch) == 1:
-            return [(batch[0], f"the model failed on its frames ({type(error).__name__}: {error})")]
+        if len(clips) == 1:
+            return [f"the model failed on its frames ({type(error).__name__}: {error})"]
     # Find the clip(s) at fault: the others still get their predictions.
-    return [pair for result in batch for pair in _run_batch(classifier, [result])]
+    return [result for clip in clips for result in classify_batch(classifier, [clip])]
 
 
 # -- outputs ---------------------------------------------------------------------------------

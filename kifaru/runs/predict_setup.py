@@ -61,8 +61,9 @@ class PredictRun:
     base: Path = Path(".")  # the working folder of the run
     segment_classifier: Any = None  # kifaru.segments.crops.CropClassifier: labels the segments' crops
     shard: Any = None  # kifaru.runs.shards.ShardSelection: this run's part of the files
-    backend: str = "local"  # where clips are read: or "ray" (kifaru.runs.ray_backend); the classifier runs here
+    backend: str = "local"  # where clips are read and classified: or "ray" (kifaru.runs.ray_backend)
     ray_address: Optional[str] = None
+    gpus_asked: Optional[int] = None  # predict_config's gpus as given: 0 keeps a Ray run's classifier off the GPUs
 
     @property
     def writers(self) -> list[str]:
@@ -201,6 +202,7 @@ def resolve_predict_run(
         # An official checkpoint was hashed when it was checked: its stamp says so while unchanged.
         checkpoint_sha256=stamped_sha256(checkpoint_path) or sha256_of(checkpoint_path),
         device=device,
+        gpus_asked=config.gpus,
         files=files,
         duplicates=duplicates,
         ignored=ignored,

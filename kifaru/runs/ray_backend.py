@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from kifaru.exceptions import ConfigError
@@ -145,6 +146,187 @@ class RayBackend:
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self.close(wait=exc_type is None)
+
+
+# -- the classifier in actors ----------------------------------------------------------------
+
+CLASSIFIER_BATCHES_PER_ACTOR = 2  # one classifying, one waiting
+CLASSIFIER_ATTEMPTS = 2  # a batch whose actor dies is sent again once, to a new actor
+
+
+class _ClassifierActor:
+    """What runs in a Ray worker: the command's classifier, loaded once, on the GPU Ray gave the
+    actor (CUDA_VISIBLE_DEVICES) or else on the node's CPU cores."""
+
+    def __init__(self, load: Any, classify: Any, on_gpu: bool, defined_in: Optional[str]) -> None:
+        import importlib
+
+        from kifaru.runtime.device import usable_cores
+
+        if defined_in:
+            importlib.import_module(defined_in)  # registers the model class (one outside kifaru too)
+        # Ray gives an actor without CPUs of its own one thread; the classifier runs beside the
+        # loading actors, as a local run's classifier runs beside its loading processes.
+        os.environ["OMP_NUM_THREADS"] = str(usable_cores())
+        self.device = "cpu"
+        self.gpu_problem = ""
+        if on_gpu:
+            import torch
+
+            if torch.cuda.is_available():
+                self.device = "cuda"
+            else:
+                self.gpu_problem = "Ray gave it a GPU, but PyTorch sees no CUDA device there"
+        self.classifier = load(self.device)
+        self._classify = classify
+
+    def describe(self) -> dict[str, Any]:
+        import ray
+
+        return {
+            "node": ray.get_runtime_context().get_node_id(),
+            "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
+            "device": self.device,
+            "gpu_problem": self.gpu_problem,
+            "runtime_choice": getattr(self.classifier, "runtime_choice", None),
+            "num_frames": getattr(self.classifier, "num_frames", None),
+        }
+
+    def classify(self, inputs: list[Any]) -> list[Any]:
+        return self._classify(self.classifier, inputs)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayClassifiers:
+    """The classifier in actors on the Ray cluster: one per GPU where the cluster has GPUs
+    (``num_gpus=1`` each; not with ``use_gpus`` False, a command's ``gpus: 0``), else one per
+    node on its CPU cores. They take no CPU of their own, so that every CPU keeps a loading actor
+    (an actor waiting for a CPU would never start).
+
+    The contract of :class:`kifaru.runs.classifiers.ClassifierHere`: ``submit(batch)``, then
+    ``completed(wait)`` gives each item with its result. A batch whose actor dies is sent again
+    to a new actor; if that one dies too, its items get the reason.
+    """
+
+    def __init__(
+        self,
+        load: Any,
+        classify: Any,
+        inputs_of: Any,
+        model_class: str,
+        address: Optional[str] = None,
+        use_gpus: bool = True,
+    ) -> None:
+        from kifaru.models.model_classes import MODEL_CLASSES
+
+        self.ray = ray = connect(address)
+        self.inputs_of = inputs_of
+        entry = MODEL_CLASSES.get(model_class)
+        defined_in = entry.build.__module__ if entry is not None else None
+        gpus = int(ray.cluster_resources().get("GPU", 0)) if use_gpus else 0
+        self.on_gpu = gpus > 0
+        remote = ray.remote(max_restarts=0)(_ClassifierActor)
+        if self.on_gpu:
+            self._options = [dict(num_cpus=0, num_gpus=1) for _ in range(gpus)]
+            self._replacement_options = self._options
+        else:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+            # On its node (Ray puts actors that take no CPU on one node otherwise); a replacement
+            # may go elsewhere, its node being perhaps the one lost.
+            self._options = [dict(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)) for node in nodes]
+            self._replacement_options = [dict(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)) for node in nodes]
+
+        def new_actor(slot: int, replacing: bool = False) -> Any:
+            options = (self._replacement_options if replacing else self._options)[slot]
+            return remote.options(**options).remote(load, classify, self.on_gpu, defined_in)
+
+        self._new = new_actor
+        self.actors = [new_actor(slot) for slot in range(len(self._options))]
+        self.descriptions = ray.get([actor.describe.remote() for actor in self.actors])
+        first = self.descriptions[0]
+        self.num_frames = first["num_frames"]
+        self.runtime_choice = first["runtime_choice"]
+        self._running: dict[Any, tuple[list[Any], int, int]] = {}  # future -> (batch, actor slot, attempt)
+        self._done: list[tuple[Any, Any]] = []
+
+    def describe(self) -> str:
+        """Where the classifier runs, e.g. "2 actors, each on a GPU, in PyTorch" (said at the start)."""
+        devices = sorted({d["device"] for d in self.descriptions})
+        one = len(self.actors) == 1
+        if devices == ["cuda"]:
+            where = "on a GPU" if one else "each on a GPU"
+        elif devices == ["cpu"]:
+            where = "on its node's CPU cores" if one else "each on its node's CPU cores"
+        else:
+            where = "on " + " and ".join(devices)
+        problems = sorted({d["gpu_problem"] for d in self.descriptions if d["gpu_problem"]})
+        runtime = self.runtime_choice.describe() if self.runtime_choice is not None else "PyTorch"
+        return f"{len(self.actors)} actor{'' if one else 's,'} {where}, in {runtime}" + (f" (on the CPU: {'; '.join(problems)})" if problems else "")
+
+    def pids(self) -> list[int]:
+        return self.ray.get([actor.pid.remote() for actor in self.actors])
+
+    def submit(self, batch: list[Any], attempt: int = 1) -> None:
+        while len(self._running) >= CLASSIFIER_BATCHES_PER_ACTOR * len(self.actors):
+            self._collect(wait=True, all_of_them=False)  # back-pressure: no more batches queued than actors can take
+        load = [0] * len(self.actors)
+        for _, slot, _ in self._running.values():
+            load[slot] += 1
+        slot = min(range(len(self.actors)), key=load.__getitem__)
+        future = self.actors[slot].classify.remote([self.inputs_of(loaded) for loaded in batch])
+        self._running[future] = (batch, slot, attempt)
+
+    def completed(self, wait: bool = False) -> list[tuple[Any, Any]]:
+        """The clips classified since the last call; ``wait``: every batch submitted, waiting for them."""
+        self._collect(wait=wait, all_of_them=wait)
+        done, self._done = self._done, []
+        return done
+
+    def _collect(self, wait: bool, all_of_them: bool) -> None:
+        ray = self.ray
+        while self._running:
+            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=None if wait else 0)
+            if not ready:
+                return
+            for future in ready:
+                if future not in self._running:  # collected while a batch was sent again
+                    continue
+                batch, slot, attempt = self._running.pop(future)
+                try:
+                    self._done.extend(zip(batch, ray.get(future)))
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError) as error:
+                    self.actors[slot] = self._new(slot, replacing=True)
+                    # The dead actor's other batches died with it: each is sent again once, as this one.
+                    lost = [self._running.pop(f) for f, (_, s, _) in list(self._running.items()) if s == slot]
+                    for lost_batch, _, lost_attempt in [(batch, slot, attempt), *lost]:
+                        self._resend(lost_batch, lost_attempt, error)
+            if not all_of_them:
+                return
+
+    def _resend(self, batch: list[Any], attempt: int, error: Exception) -> None:
+        if attempt < CLASSIFIER_ATTEMPTS:
+            self.submit(batch, attempt + 1)
+        else:
+            reason = _death_reason(error).replace("the Ray worker died", "the Ray worker running the classifier died")
+            self._done.extend((loaded, reason) for loaded in batch)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # already gone with its node
+                pass
+        self.actors = []
+
+    def __enter__(self) -> "RayClassifiers":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def _death_reason(error: Exception) -> str:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,44 +13,17 @@ import pytest
 from kifaru.cli import EXIT_FAILED, EXIT_OK, main
 from kifaru.outputs.results_file import RESULTS_FILE
 from tests.helpers.outputs import assert_same_outputs
+from tests.helpers.ray_cluster import actor_pids, ray_cluster
 from tests.media import make_animal_clip, make_clip
 from tests.models.tiny_model import write_tiny_checkpoint
 
 ray = pytest.importorskip("ray")
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    if not Path(RAY).exists():
-        pytest.skip("the ray command is not in this venv")
-    port = _free_port()
-    # A test cluster on 127.0.0.1 only: without the token authentication Ray 2.5x turns on by default.
-    saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
-    subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], check=True, capture_output=True, env=env, timeout=120)
-    try:
-        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], check=True, capture_output=True, env=env, timeout=120)
-        yield f"127.0.0.1:{port}"
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
-        if saved is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved
-
-
-
+def cluster():
+    with ray_cluster() as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +55,7 @@ def test_a_worker_killed_mid_run_loses_and_doubles_no_file(cluster, clips, megad
 
     def progress(record, done, total):
         if done == 1 and not killed:  # the others are in flight: kill a worker that runs one
-            pids = _actor_pids()
+            pids = actor_pids("_Actor")
             assert pids, "no Ray actor process found"
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
@@ -96,21 +66,6 @@ def test_a_worker_killed_mid_run_loses_and_doubles_no_file(cluster, clips, megad
     assert_same_outputs(local, remote, ["detections.json", "detection_summary.csv", RESULTS_FILE])
 
 
-def _actor_pids() -> list[int]:
-    """The processes of kifaru's Ray actors on this machine (Ray names them ray::_Actor)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if command.startswith(b"ray::_Actor"):
-            pids.append(int(proc.name))
-    return pids
-
-
 def test_predict_reads_clips_in_the_cluster_and_writes_what_a_local_run_writes(cluster, tmp_path, capsys):
     folder = tmp_path / "clips"
     for i in range(4):
@@ -118,7 +73,9 @@ def test_predict_reads_clips_in_the_cluster_and_writes_what_a_local_run_writes(c
     checkpoint = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
     base = ["predict", "--data-dir", str(folder), "--checkpoint", str(checkpoint), "--output-format", "csv,megadetector"]
     assert main([*base, "--save-dir", str(tmp_path / "local")]) == EXIT_OK
+    capsys.readouterr()
     assert main([*base, "--save-dir", str(tmp_path / "ray"), "--backend", "ray", "--ray-address", cluster]) == EXIT_OK
+    assert "classifier: 2 actors, each on its node's CPU cores, in PyTorch" in capsys.readouterr().err
     assert_same_outputs(tmp_path / "local", tmp_path / "ray", ["zamba_predictions.csv", "megadetector_predictions.json", RESULTS_FILE])
 
 
@@ -138,3 +95,71 @@ def test_without_ray_the_backend_says_how_to_install_it(monkeypatch, tmp_path, c
     make_clip(tmp_path / "a.mp4")
     assert main(["detect", "--data-dir", str(tmp_path), "--backend", "ray"]) == EXIT_USAGE
     assert 'pip install "kifaru[ray]"' in capsys.readouterr().err
+
+
+def test_the_classifier_runs_in_one_actor_per_node_of_a_cluster_without_gpus(cluster, tmp_path):
+    from functools import partial
+
+    from kifaru.models.checkpoint_info import read_checkpoint_info
+    from kifaru.runs.predict import classifier_on, classify_batch, frames_of
+    from kifaru.runs.ray_backend import RayClassifiers, connect
+
+    info = read_checkpoint_info(write_tiny_checkpoint(tmp_path / "tiny.ckpt"))
+    load = partial(classifier_on, info, "0" * 64, tmp_path / "cache", None)
+    with RayClassifiers(load, classify_batch, frames_of, info.model_class, cluster) as classifiers:
+        nodes = {node["NodeID"] for node in connect(cluster).nodes() if node["Alive"]}
+        assert sorted(d["node"] for d in classifiers.descriptions) == sorted(nodes)  # one on each
+        assert all(d["device"] == "cpu" and not d["gpu_ids"] for d in classifiers.descriptions)
+        assert classifiers.describe() == "2 actors, each on its node's CPU cores, in PyTorch"
+
+
+def test_a_classifier_actor_killed_mid_run_loses_and_doubles_no_clip(cluster, tmp_path):
+    from kifaru.config.run import PredictConfig
+    from kifaru.runs.predict import predict_model, resolve_predict_run
+
+    folder = tmp_path / "clips"
+    for i in range(6):
+        make_clip(folder / f"c{i}.mp4", n_frames=20 + i)
+    checkpoint = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
+
+    def config(save_dir):
+        return PredictConfig(data_dir=folder, checkpoint=checkpoint, save_dir=save_dir, batch_size=1, model_cache_dir=tmp_path / "cache")
+
+    predict_model(config(tmp_path / "local"))
+    run = resolve_predict_run(config(tmp_path / "ray"))
+    run.backend, run.ray_address = "ray", cluster
+    killed = []
+
+    def progress(record, done, total):
+        if done == 1 and not killed:  # the other clips' batches are on their way to the classifiers
+            pids = actor_pids("_ClassifierActor")
+            assert pids, "no classifier actor process found"
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            killed.extend(pids)
+
+    report = predict_model(run.predict_config, run=run, progress=progress)
+    assert killed
+    assert sorted(r.item for r in report.records) == sorted(str(f) for f in folder.glob("*.mp4"))  # each once
+    assert not report.failed
+    assert_same_outputs(tmp_path / "local", tmp_path / "ray", ["zamba_predictions.csv", RESULTS_FILE])
+
+
+def test_image_predict_on_the_cluster_writes_what_a_local_run_writes(cluster, megadetector_lite, tmp_path, capsys):
+    from tests.images.photos import cat_photo, drawn_photo, write_image_checkpoint
+
+    folder = tmp_path / "photos"
+    for camera in ("cam1", "cam2"):
+        (folder / camera).mkdir(parents=True)
+        cat_photo().save(folder / camera / "cat.jpg")
+        drawn_photo(3 if camera == "cam1" else 4).save(folder / camera / "drawn.jpg")
+    (folder / "cam2" / "broken.jpg").write_bytes(b"not a photo")
+    checkpoint = write_image_checkpoint(tmp_path / "image.ckpt")
+    base = ["image", "predict", "--data-dir", str(folder), "--checkpoint", str(checkpoint), "--sequences", "-q"]
+    assert main([*base, "--save-dir", str(tmp_path / "local")]) == EXIT_FAILED  # broken.jpg
+    capsys.readouterr()
+    assert main([*base, "--save-dir", str(tmp_path / "ray"), "--backend", "ray", "--ray-address", cluster]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "one actor per CPU of the Ray cluster" in err and "classifier: 2 actors, each on its node's CPU cores, in PyTorch" in err
+    outputs = ["zamba_predictions.csv", "zamba_predictions_failures.csv", "zamba_predictions_sequences.csv", RESULTS_FILE]
+    assert_same_outputs(tmp_path / "local", tmp_path / "ray", outputs)

@@ -10,7 +10,7 @@ from typing import Any
 
 from kifaru.cli.display import ProgressBar, note, warn
 from kifaru.cli.commands.merge import add_shard_option
-from kifaru.cli.options import add_backend_options, announce_backend
+from kifaru.cli.options import add_backend_options, announce_backend, loading_description
 from kifaru.cli.commands.report import (
     add_annotated_videos_option,
     add_report_options,
@@ -127,7 +127,7 @@ def handle(args: argparse.Namespace) -> int:
     run.segment_classifier = resolve_segment_classifier(args, args.device or "cpu")
     setup = run.detector
     where = f"{setup.device} ({setup.runtime})" if setup.runtime else f"{setup.device}"
-    workers = f", {plural(run.num_workers, 'worker process', 'worker processes')}" if run.num_workers else ""
+    workers = f", {loading_description(args, run.num_workers, 'worker')}" if run.num_workers or run.backend == "ray" else ""
     frames = f"frames at {config.fps:g} fps" if config.fps else "every frame"
     print(f"MegadetectorLite on {where}{workers}; {plural(len(files), 'file')}; {frames}", file=sys.stderr)
     bar = ProgressBar(quiet=args.quiet, outcome=lambda record: _detect_outcome(record, args.threshold))

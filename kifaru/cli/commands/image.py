@@ -14,7 +14,15 @@ from pathlib import Path
 from kifaru.cli.display import ProgressBar, device_description, show_warnings, warn
 from kifaru.cli.commands.report import add_report_options, report_if_asked
 from kifaru.cli.exit_codes import exit_code_for
-from kifaru.cli.options import REGIONS, add_quiet_option, relative_to_option, run_configs
+from kifaru.cli.options import (
+    REGIONS,
+    add_backend_options,
+    add_quiet_option,
+    announce_backend,
+    loading_description,
+    relative_to_option,
+    run_configs,
+)
 from kifaru.progress import plural
 
 # predict_config fields settable on the command line: option dest -> field
@@ -100,6 +108,7 @@ def _register_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("-o", "--overwrite", action="store_true", default=None, help="replace outputs of an earlier run")
     predict.add_argument("-y", "--yes", action="store_true", help="accepted for zamba compatibility: kifaru never asks")
     add_report_options(predict)
+    add_backend_options(predict)
     add_quiet_option(predict)
     predict.set_defaults(handler=handle_predict)
 
@@ -226,10 +235,12 @@ def handle_predict(args: argparse.Namespace) -> int:
 
     configs = run_configs(args, "predict_config", IMAGE_PREDICT_OPTIONS, schema=ImageConfigFile)
     config = configs.predict_config or ImagePredictConfig()
+    announce_backend(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = resolve_image_run(config, relative_to=args.relative_to, detections_file=args.detections_file)
     show_warnings(caught)
+    run.backend, run.ray_address = args.backend, args.ray_address
     config = run.config
     if run.duplicates:
         warn(f"{config.filepaths}: {run.duplicates} duplicate rows dropped")
@@ -244,7 +255,7 @@ def handle_predict(args: argparse.Namespace) -> int:
     print(
         f"kifaru image predict: {run.checkpoint.hyper_parameters.get('model_name')} ({run.family}, {run.image_size} px) "
         f"with {len(run.species)} species ({config.checkpoint}); device {device_description(run.device)}; {crops}; "
-        f"{plural(len(run.files), 'photo')}, {plural(run.loading_processes, 'loading process', 'loading processes')}"
+        f"{plural(len(run.files), 'photo')}, {loading_description(args, run.loading_processes)}"
         + (f"; outputs in {config.save_dir}" if config.save else ""),
         file=sys.stderr,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kifaru.cli.display import ProgressBar, device_description, show_warnings, warn
 from kifaru.cli.commands.merge import add_shard_option
-from kifaru.cli.options import add_backend_options, announce_backend
+from kifaru.cli.options import add_backend_options, announce_backend, loading_description
 from kifaru.cli.commands.report import (
     add_annotated_videos_option,
     add_report_options,
@@ -124,7 +124,7 @@ def handle(args: argparse.Namespace) -> int:
         f"kifaru predict: {run.checkpoint.model_class} with {len(run.species)} species ({config.checkpoint}); "
         f"device {device_description(run.device)}"
         + (f", classifier in {runtime.describe()}" if runtime is not None else "")
-        + f"; {plural(len(run.files), 'file')}, {plural(run.loading_processes, 'loading process', 'loading processes')}"
+        + f"; {plural(len(run.files), 'file')}, {loading_description(args, run.loading_processes)}"
         + (" (dry run: one batch, nothing saved)" if config.dry_run else f"; outputs in {config.save_dir}"),
         file=sys.stderr,
     )
