@@ -64,6 +64,10 @@ class Grouping:
     seq_ids: dict[str, str]  # photo name -> its sequence
     untimed: list[str] = field(default_factory=list)  # photos placed by name, not time
     rule: str = ""  # how the photos were grouped, in words (for the outputs' metadata)
+    # What it was made from, to make it again over more photos (merged shards): the seq_ids the
+    # user gave, and the gap that starts a new sequence.
+    given: dict[str, str] = field(default_factory=dict)
+    gap_seconds: float = 60.0
 
     def sequences(self) -> dict[str, list[str]]:
         """seq_id -> its photos, in the order the photos were given."""
@@ -77,8 +81,9 @@ def group_sequences(photos: Iterable[PhotoInBurst], gap_seconds: float = 60.0) -
     """Each photo's sequence (see the module). Automatic ids are the camera folder (relative to the
     folder holding every photo) and the sequence's number in it: ``cam1/0001``."""
     photos = list(photos)
-    if photos and all(p.seq_id is not None for p in photos):
-        return Grouping({p.name: str(p.seq_id) for p in photos}, rule="the seq_id given for each photo")
+    given = {p.name: str(p.seq_id) for p in photos if p.seq_id is not None}
+    if photos and len(given) == len(photos):
+        return Grouping(dict(given), rule="the seq_id given for each photo", given=given, gap_seconds=gap_seconds)
     by_camera: dict[str, list[PhotoInBurst]] = {}
     for photo in photos:
         if photo.seq_id is None:
@@ -101,7 +106,15 @@ def group_sequences(photos: Iterable[PhotoInBurst], gap_seconds: float = 60.0) -
             seq_ids[photo.name] = f"{label}{number:04d}"
             untimed.append(photo.name)
     rule = f"by camera folder and EXIF DateTimeOriginal: a new sequence after a gap of more than {gap_seconds:g} s"
-    return Grouping({p.name: seq_ids[p.name] for p in photos}, untimed, rule)
+    return Grouping({p.name: seq_ids[p.name] for p in photos}, untimed, rule, given, gap_seconds)
+
+
+def burst_key(name: str, given_seq_id: Optional[str]) -> str:
+    """What keeps a photo's burst together when files are split (shards): its given seq_id, else
+    its camera folder (automatic sequences never span two folders)."""
+    if given_seq_id is not None:
+        return f"seq_id:{given_seq_id}"
+    return str(PurePosixPath(name.replace("\\", "/")).parent)
 
 
 def _common_folder(cameras: list[str]) -> str:

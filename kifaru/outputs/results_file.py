@@ -42,7 +42,11 @@ def run_header(run: RunDescription) -> dict[str, Any]:
 
     sequences = None
     if run.sequences is not None:
-        sequences = {"seq_ids": run.sequences.seq_ids, "untimed": run.sequences.untimed, "rule": run.sequences.rule}
+        grouping = run.sequences
+        sequences = {
+            "seq_ids": grouping.seq_ids, "untimed": grouping.untimed, "rule": grouping.rule,
+            "given": grouping.given, "gap_seconds": grouping.gap_seconds,
+        }  # fmt: skip
     return {
         FORMAT: FORMAT_VERSION,
         "kifaru_version": __version__,
@@ -156,8 +160,6 @@ def read_results_file(path: Path) -> RunResults:
 def description_of(header: dict[str, Any]) -> RunDescription:
     """The RunDescription a results header was written from (enough for every writer that reads
     records: the loader config itself is not kept, its detector threshold is)."""
-    from kifaru.images.sequences import Grouping
-
     sequences = header.get("sequences")
     root = header.get("root")
     partial = header.get("partial")
@@ -171,7 +173,7 @@ def description_of(header: dict[str, Any]) -> RunDescription:
         base=Path(header.get("base") or "."),
         partial=None if partial is None else (int(partial[0]), int(partial[1])),
         detector=header.get("detector"),
-        sequences=None if sequences is None else Grouping(dict(sequences["seq_ids"]), list(sequences.get("untimed") or ()), sequences.get("rule", "")),
+        sequences=None if sequences is None else _grouping(sequences),
         aggregation=header.get("aggregation", "mean"),
         crop_classifier=header.get("crop_classifier"),
         settings=header.get("settings"),
@@ -180,6 +182,15 @@ def description_of(header: dict[str, Any]) -> RunDescription:
         loader_config=_loader_config(header.get("video_loader_config")),
         predict_config=None if header.get("prediction_values") is None else SimpleNamespace(**header["prediction_values"]),
     )
+
+
+def _grouping(sequences: dict[str, Any]) -> Any:
+    from kifaru.images.sequences import Grouping
+
+    return Grouping(
+        dict(sequences["seq_ids"]), list(sequences.get("untimed") or ()), sequences.get("rule", ""),
+        dict(sequences.get("given") or {}), float(sequences.get("gap_seconds", 60.0)),
+    )  # fmt: skip
 
 
 def _loader_config(dump: Optional[dict[str, Any]]) -> Any:

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 import yaml
 
 from kifaru.config.image import ImagePredictConfig, ResultsFormat
-from kifaru.exceptions import ConfigError
 from kifaru.files import write_text_atomically
 from kifaru.outputs import RunDescription, write_outputs
 from kifaru.outputs.results_file import RESULTS_FILE
@@ -44,6 +43,7 @@ from kifaru.runs.image_inputs import given_boxes, given_sequence_ids, input_phot
 from kifaru.runs.inputs import Item
 from kifaru.runs.journal import Journal, check_finished_outputs
 from kifaru.runs.records import STAGE_MODEL, STATUS_FAILED, Record
+from kifaru.runs.shards import run_settings, select_shard
 
 if TYPE_CHECKING:
     from kifaru.images.sequences import Grouping
@@ -80,6 +80,7 @@ class ImageRun:
     backend: str = "local"  # where photos are read and classified: or "ray" (kifaru.runs.ray_backend)
     ray_address: Optional[str] = None
     gpus_asked: Optional[int] = None  # the config's gpus as given: 0 keeps a Ray run's classifier off the GPUs
+    shard: Any = None  # kifaru.runs.shards.ShardSelection: this run's part of the photos (whole bursts)
 
     @property
     def sequences_on(self) -> bool:
@@ -91,18 +92,8 @@ class ImageRun:
         return f"{Path(self.results_name).stem}_sequences.csv"
 
     def grouping(self, records: Sequence[Record]) -> Optional["Grouping"]:
-        """Each photo's sequence (None without sequences). Given seq_ids keep every photo, failed
-        ones too; grouping by time leaves out the photos that failed (their time is unknown)."""
-        from kifaru.images.sequences import PhotoInBurst, group_sequences
-
-        if not self.sequences_on:
-            return None
-        photos = [
-            PhotoInBurst(r.item, _taken(r), self.given_seq_ids.get(r.item))
-            for r in records
-            if r.item in self.given_seq_ids or not r.failed
-        ]
-        return group_sequences(photos, self.config.sequence_gap_seconds)
+        """Each photo's sequence (None without sequences)."""
+        return group_records(records, self.given_seq_ids, self.config.sequence_gap_seconds) if self.sequences_on else None
 
     @property
     def species(self) -> list[str]:
@@ -149,6 +140,8 @@ class ImageRun:
             "detector": None if settings is None or settings.given_boxes is not None else self.config.detector,
             "given_boxes": None if settings is None or settings.given_boxes is None else _digest(settings.given_boxes),
         }
+        if self.shard is not None:
+            header["shard"] = str(self.shard.shard)
         return Journal(self.save_dir / PROGRESS_FILE, header, outputs=self.finished_outputs(), overwrite_hint=OVERWRITE_HINT)
 
     def description(self, partial: Optional[tuple[int, int]] = None, records: Sequence[Record] = ()) -> RunDescription:
@@ -173,7 +166,19 @@ class ImageRun:
             detector=detector,
             sequences=self.grouping(records),
             aggregation=self.config.aggregation,
+            settings=run_settings(self.journal().header),
+            outputs=dict(self.writers),
+            shard=self.shard.describe() if self.shard is not None else None,
         )
+
+
+def group_records(records: Sequence[Record], given_seq_ids: dict[str, str], gap_seconds: float) -> "Grouping":
+    """The photos' sequences. Given seq_ids keep every photo, failed ones too; grouping by time
+    leaves out the photos that failed (their time is unknown)."""
+    from kifaru.images.sequences import PhotoInBurst, group_sequences
+
+    photos = [PhotoInBurst(r.item, _taken(r), given_seq_ids.get(r.item)) for r in records if r.item in given_seq_ids or not r.failed]
+    return group_sequences(photos, gap_seconds)
 
 
 def _taken(record: Record) -> Optional[datetime]:
@@ -191,13 +196,20 @@ def _digest(boxes: dict[str, list[GivenBox]]) -> str:
 
 
 def resolve_image_run(
-    config: ImagePredictConfig, *, relative_to: Optional[Path] = None, detections_file: Optional[Path] = None, detector: Any = None
+    config: ImagePredictConfig,
+    *,
+    relative_to: Optional[Path] = None,
+    detections_file: Optional[Path] = None,
+    detector: Any = None,
+    shard: Any = None,
 ) -> ImageRun:
     """The explicit step: find the photos, fetch and read the checkpoint, pick the device, prepare
     the detector (weights fetched and checked before any worker starts) and check the outputs can
     be written. Raises ConfigError (or another KifaruError) naming the problem before any photo is
     read. ``detections_file``: a MegaDetector batch JSON whose boxes are cropped instead of
-    running a detector; ``detector``: a loaded detector (``find``) to use in this process (tests)."""
+    running a detector; ``detector``: a loaded detector (``find``) to use in this process (tests);
+    ``shard``: a :class:`kifaru.runs.shards.Shard`, this run's part of the photos, each burst kept
+    whole (by its given seq_id, else its camera folder) when sequences are on."""
     from kifaru.detection.registry import DETECTORS
     from kifaru.images.preprocess import family_of, input_size
     from kifaru.models.checkpoint_info import read_checkpoint_info
@@ -209,6 +221,16 @@ def resolve_image_run(
     save_dir = Path(config.save_dir) if config.save_dir is not None else Path.cwd()
     files, duplicates, ignored = input_photos(config)
     base = Path.cwd()
+    given_seq_ids = given_sequence_ids(Path(config.filepaths) if config.filepaths is not None else None, config.data_dir)
+    selection = None
+    if shard is not None:
+        from kifaru.images.sequences import burst_key
+
+        def burst(key: str, item: Item) -> str:
+            return burst_key(key, given_seq_ids.get(item.name))
+
+        selection = select_shard(files, shard, base, group=burst if config.sequences or given_seq_ids else None)
+        files = selection.items
     root = None
     if config.results_file_format == ResultsFormat.megadetector or detections_file is not None:
         data_dir = Path(config.data_dir) if config.data_dir is not None else None
@@ -263,7 +285,8 @@ def resolve_image_run(
         root=root,
         base=base,
         detector=detector,
-        given_seq_ids=given_sequence_ids(Path(config.filepaths) if config.filepaths is not None else None, config.data_dir),
+        given_seq_ids=given_seq_ids,
+        shard=selection,
     )
     if checking:
         run.journal().earlier()  # an interrupted run here must have been made with these settings
@@ -399,23 +422,16 @@ def _crops_of(loaded: LoadedPhoto) -> Any:
 
 
 def classify_photos(classifier: Any, photos: list[Any]) -> list[Any]:
-    """Each photo's probabilities, a row per input (crop or whole photo); one the model fails
-    on gets the reason instead."""
-    import numpy as np
-
-    if not photos:
-        return []
-    try:
-        probabilities = classifier.predict_proba(np.concatenate(photos))
-    except Exception as error:
-        if len(photos) == 1:
-            return [f"the model failed on its crops ({type(error).__name__}: {error})"]
-        return [result for photo in photos for result in classify_photos(classifier, [photo])]
-    out, start = [], 0
+    """Each photo's probabilities, a row per input (crop or whole photo); a photo the model fails
+    on gets the reason instead. Each photo is its own model call, so that its probabilities are
+    the same bytes whichever photos share its batch (see kifaru.runs.predict.classify_batch)."""
+    results = []
     for inputs in photos:
-        out.append(probabilities[start : start + len(inputs)])
-        start += len(inputs)
-    return out
+        try:
+            results.append(classifier.predict_proba(inputs))
+        except Exception as error:
+            results.append(f"the model failed on its crops ({type(error).__name__}: {error})")
+    return results
 
 
 def _write_configuration(run: ImageRun, resuming: bool) -> None:

@@ -1,5 +1,7 @@
 """``kifaru merge``: the shards of one run (``--shard I/N``, :mod:`kifaru.runs.shards`) combined
 into the outputs that run would have written in one go: the same files, rows in the same order.
+A predict run with photos beside its videos has two results files, each merged. Bursts of photos
+(each kept whole in one shard) are numbered again over the whole run, as one run numbers them.
 
 Refused, naming what is wrong: shards of different runs (settings, model, classes, outputs or
 number of shards differ), a shard given twice or missing, a file in two shards, a shard that did
@@ -8,18 +10,18 @@ not finish (its outputs are partial), and an output folder that already holds re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 from kifaru.exceptions import ConfigError
 from kifaru.outputs import write_outputs
-from kifaru.outputs.results_file import RESULTS_FILE, RunResults, read_results_file
+from kifaru.outputs.results_file import IMAGE_RESULTS_FILE, RESULTS_FILE, RunResults, read_results_file
 from kifaru.runs.journal import describe_differences
 from kifaru.runs.records import Record
 
-# zamba's record of a predict run's configuration (not a writer's output): the first shard's, saved here.
-CONFIGURATION_YAML = "predict_configuration.yaml"
+# The records of a predict run's configuration (not a writer's output): the first shard's, saved here.
+CONFIGURATION_FILES = ("predict_configuration.yaml", "image_predict_configuration.yaml")
 # What must be the same in every shard's results header for them to be one run.
 SAME = ("command", "species", "model", "model_sha256", "settings", "outputs", "crop_classifier", "animal_threshold")
 
@@ -27,16 +29,51 @@ SAME = ("command", "species", "model", "model_sha256", "settings", "outputs", "c
 @dataclass
 class Merged:
     folder: Path
-    outputs: dict[str, Path]
-    records: list[Record]
+    outputs: dict[str, Path]  # by file name
+    records: list[Record]  # of the run's main results file (a predict run's photos: in photos)
     shards: int
+    photos: list[Record] = field(default_factory=list)  # predict's photos beside the videos (photos: image)
 
 
 def merge_shards(folders: Sequence[Path], out: Path, *, overwrite: bool = False) -> Merged:
-    """Merge the shards in ``folders`` into ``out`` (see the module)."""
+    """Merge the shards in ``folders`` into ``out`` (see the module). Each results file of the
+    first shard (a predict run with photos has two: its videos' and its photos') is merged."""
     if not folders:
         raise ConfigError("give the output folders of the shards to merge")
-    shards = [_read_shard(Path(folder)) for folder in folders]
+    folders = [Path(folder) for folder in folders]
+    shards = [_read_shard(folder, RESULTS_FILE) for folder in folders]
+    photo_shards = None
+    if (folders[0] / IMAGE_RESULTS_FILE).is_file():
+        photo_shards = [_read_shard(folder, IMAGE_RESULTS_FILE) for folder in folders]
+    count = shards[0].header["shard"]["count"]
+    merged = [_merged_records(shards)] + ([_merged_records(photo_shards)] if photo_shards else [])
+    out = Path(out)
+    firsts = [shards[0]] + ([photo_shards[0]] if photo_shards else [])
+    names = [dict(first.description.outputs) for first in firsts]
+    results_names = [RESULTS_FILE] + ([IMAGE_RESULTS_FILE] if photo_shards else [])
+    candidates = {name for outputs in names for name in outputs.values()} | set(results_names)
+    existing = sorted(name for name in candidates if (out / name).exists())
+    if existing and not overwrite:
+        raise ConfigError(f"{out} already holds {', '.join(existing)}: pass --overwrite to replace them, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, Path] = {}
+    for kind, records, filenames in zip([shards, photo_shards], merged, names):
+        description = replace(kind[0].description, shard=None, partial=None)
+        if description.sequences is not None:  # bursts numbered over every camera of the run, as one run numbers them
+            from kifaru.runs.image_predict import group_records
+
+            given = {name: seq for shard in kind for name, seq in shard.description.sequences.given.items()}
+            description = replace(description, sequences=group_records(records, given, description.sequences.gap_seconds))
+        written = write_outputs(out, list(filenames), records, description, filenames)
+        outputs.update({path.name: path for path in written.values()})
+    for name in CONFIGURATION_FILES:
+        if (folders[0] / name).exists():
+            outputs[name] = _configuration(folders[0] / name, out)
+    return Merged(out, outputs, merged[0], count, merged[1] if photo_shards else [])
+
+
+def _merged_records(shards: list[RunResults]) -> list[Record]:
+    """The shards' records in the order of the whole list, after checking they are the shards of one run."""
     first = shards[0]
     count = first.header["shard"]["count"]
     for shard in shards[1:]:
@@ -71,18 +108,7 @@ def merge_shards(folders: Sequence[Path], out: Path, *, overwrite: bool = False)
                 raise ConfigError(f"{record.item} is in two shards ({owner[record.item]} and {shard.path.parent}): they overlap")
             owner[record.item] = shard.path.parent
             placed[position] = record
-    records = [placed[position] for position in sorted(placed)]
-    out = Path(out)
-    existing = [p.name for p in [out / name for name in [*first.description.outputs.values(), RESULTS_FILE]] if p.exists()]
-    if existing and not overwrite:
-        raise ConfigError(f"{out} already holds {', '.join(existing)}: pass --overwrite to replace them, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    description = replace(first.description, shard=None, partial=None)
-    names = dict(first.description.outputs)
-    outputs = write_outputs(out, list(names), records, description, names)
-    if (first.path.parent / CONFIGURATION_YAML).exists():
-        outputs["configuration"] = _configuration(first.path.parent / CONFIGURATION_YAML, out)
-    return Merged(out, outputs, records, count)
+    return [placed[position] for position in sorted(placed)]
 
 
 def _configuration(path: Path, out: Path) -> Path:
@@ -94,14 +120,14 @@ def _configuration(path: Path, out: Path) -> Path:
     configuration = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if isinstance(configuration.get("predict_config"), dict):
         configuration["predict_config"]["save_dir"] = str(out)
-    write_text_atomically(out / CONFIGURATION_YAML, yaml.safe_dump(configuration))
-    return out / CONFIGURATION_YAML
+    write_text_atomically(out / path.name, yaml.safe_dump(configuration))
+    return out / path.name
 
 
-def _read_shard(folder: Path) -> RunResults:
-    path = folder / RESULTS_FILE
+def _read_shard(folder: Path, name: str) -> RunResults:
+    path = folder / name
     if not path.is_file():
-        raise ConfigError(f"{folder} holds no {RESULTS_FILE}: give the output folder of a finished run with --shard")
+        raise ConfigError(f"{folder} holds no {name}: give the output folder of a finished run with --shard")
     results = read_results_file(path)
     if results.header.get("shard") is None:
         raise ConfigError(f"{folder} holds a run made without --shard: there is nothing to merge it with")

@@ -213,16 +213,20 @@ def frames_of(loaded: Loaded) -> Any:
 
 
 def classify_batch(classifier: Any, clips: list[Any]) -> list[Any]:
-    """Each clip's probabilities; a clip the model fails on gets the reason instead."""
-    if not clips:
-        return []
-    try:
-        return list(classifier.predict_proba(clips))
-    except Exception as error:
-        if len(clips) == 1:
-            return [f"the model failed on its frames ({type(error).__name__}: {error})"]
-    # Find the clip(s) at fault: the others still get their predictions.
-    return [result for clip in clips for result in classify_batch(classifier, [clip])]
+    """Each clip's probabilities; a clip the model fails on gets the reason instead.
+
+    Each clip is its own model call: a network's float32 results shift in their last bits with
+    the batch around an input (its size changes the kernels, its position the threads' split),
+    and batches follow the order clips finish loading in. Alone, a clip's probabilities are the
+    same bytes in every run: with workers or without, resumed, on Ray or in merged shards. The
+    16 frames of a clip keep the cores busy on their own."""
+    results = []
+    for clip in clips:
+        try:
+            results.append(classifier.predict_proba([clip])[0])
+        except Exception as error:
+            results.append(f"the model failed on its frames ({type(error).__name__}: {error})")
+    return results
 
 
 # -- outputs ---------------------------------------------------------------------------------

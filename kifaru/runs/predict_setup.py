@@ -153,11 +153,7 @@ def resolve_predict_run(
         data_dir = Path(config.data_dir) if config.data_dir is not None else None
         root = choose_root([item.name for item in files], base, relative_to=relative_to, data_dir=data_dir)
     selection = select_shard(files, shard, base)
-    if selection is not None:
-        if photos and config.photos == PhotosChoice.image:
-            raise ConfigError(
-                f"--shard {shard} with photos: image is not supported yet: shard the videos, and run kifaru image predict on the photos"
-            )
+    if selection is not None:  # the photos beside them (photos: image) take their own shard
         files = selection.items
     checking_outputs = config.save and not config.dry_run and not config.overwrite
     if checking_outputs:  # before the checkpoint is fetched
@@ -210,7 +206,7 @@ def resolve_predict_run(
         root=root,
         base=base,
         shard=selection,
-        photos_run=_photos_run(resolved, relative_to) if photos and config.photos == PhotosChoice.image and not config.dry_run else None,
+        photos_run=_photos_run(resolved, relative_to, shard) if photos and config.photos == PhotosChoice.image and not config.dry_run else None,
     )
     if checking_outputs:  # an interrupted run here must have been made with these settings
         run.journal().earlier()
@@ -260,7 +256,7 @@ def _input_files(config: PredictConfig) -> tuple[list[Item], int, str, int]:
     return [_input_file(i, str(p.resolve())) for i, p in enumerate(listing.videos)], 0, listing.describe_ignored(), photos
 
 
-def _photos_run(config: PredictConfig, relative_to: Optional[Path]) -> Any:
+def _photos_run(config: PredictConfig, relative_to: Optional[Path], shard: Any) -> Any:
     """The image run for the photos of data_dir (photos: image), resolved now: its model is
     fetched and checked before any file is read."""
     from kifaru.config.image import ImagePredictConfig
@@ -273,7 +269,7 @@ def _photos_run(config: PredictConfig, relative_to: Optional[Path]) -> Any:
     )  # fmt: skip
     from kifaru.outputs.results_file import IMAGE_RESULTS_FILE
 
-    run = resolve_image_run(photos, relative_to=relative_to)
+    run = resolve_image_run(photos, relative_to=relative_to, shard=shard)
     run.results_file = IMAGE_RESULTS_FILE  # beside the videos' own
     return run
 

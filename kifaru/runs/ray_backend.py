@@ -11,6 +11,9 @@ item gets exactly one result:
 - an item whose actor dies again while it runs alone gets ``task.crashed(item, reason)``: a
   failure record, as in a local run.
 
+The classifier of predict and image predict runs in actors of its own (:class:`RayClassifiers`:
+one per GPU of the cluster, else one per node), fed batches by the driver.
+
 Ray is an optional extra (``pip install "kifaru[ray]"``); without it, asking for it says so.
 Files are read by the actors where they run: on a cluster the paths must be the same on every
 node (shared storage), as must the model cache holding the weights.
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from kifaru.exceptions import ConfigError

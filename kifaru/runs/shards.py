@@ -14,7 +14,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from kifaru.exceptions import ConfigError
 from kifaru.runs.inputs import Item
@@ -57,8 +57,12 @@ class ShardSelection:
         return {"index": self.shard.index, "count": self.shard.count, "inputs": self.total, "positions": self.positions}
 
 
-def select_shard(items: Sequence[Item], shard: Optional[Shard], base: Path) -> Optional[ShardSelection]:
-    """The items of ``shard`` (None: no shard asked, so None)."""
+def select_shard(
+    items: Sequence[Item], shard: Optional[Shard], base: Path, group: Optional[Callable[[str, Item], str]] = None
+) -> Optional[ShardSelection]:
+    """The items of ``shard`` (None: no shard asked, so None). ``group(key, item)``: what is hashed
+    instead of the item's relative path ``key``, so that items with one group stay together (a
+    burst of photos)."""
     if shard is None:
         return None
     from kifaru.outputs.paths import absolute, choose_root
@@ -70,7 +74,7 @@ def select_shard(items: Sequence[Item], shard: Optional[Shard], base: Path) -> O
             key = absolute(item.name, base).relative_to(root).as_posix()
         except ValueError:  # not under the common folder: cannot happen, but never drop a file
             key = item.name
-        if shard.holds(key):
+        if shard.holds(group(key, item) if group is not None else key):
             kept.append(Item(len(kept), item.name, item.path, item.problem))
             positions.append(position)
     return ShardSelection(shard, kept, positions, len(items))

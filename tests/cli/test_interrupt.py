@@ -66,7 +66,7 @@ from kifaru.models.runner import VideoClassifier
 
 predict_proba, batches = VideoClassifier.predict_proba, []
 
-def blocking(self, clips):
+def blocking(self, clips):  # a model call
     batches.append(len(clips))
     if len(batches) == {block_at}:
         Path({ready!r}).touch()
@@ -164,8 +164,8 @@ def test_predict_stopped_by_ctrl_c_with_worker_processes_writes_the_clips_finish
     checkpoint = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
     out = tmp_path / "out"
     argv = ["predict", "--data-dir", str(clips), "--checkpoint", str(checkpoint), "--save-dir", str(out), "--num-workers", "2", "--batch-size", "2"]
-    # The second batch blocks: the first two clips are finished.
-    script = PREDICT_RUN.format(root=str(ROOT), block_at=2, ready=str(tmp_path / "ready"), argv=argv)
+    # The second batch blocks (its first clip, the third model call: each clip is a call of its own): the first two are finished.
+    script = PREDICT_RUN.format(root=str(ROOT), block_at=3, ready=str(tmp_path / "ready"), argv=argv)
     stopped = interrupted(script, tmp_path, signal.SIGINT, group=True)
 
     assert stopped.returncode == 130, stopped.stderr

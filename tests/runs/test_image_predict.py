@@ -248,3 +248,39 @@ def test_a_folder_without_photos_is_refused(tmp_path, checkpoint):
     make_clip(tmp_path / "clips" / "a.mp4")
     with pytest.raises(ConfigError, match="no photos found"):
         resolve_image_run(ImagePredictConfig(data_dir=tmp_path / "clips", checkpoint=checkpoint))
+
+
+def test_a_photos_probabilities_do_not_depend_on_the_photos_batched_with_it(tmp_path, checkpoint):
+    """A network's float32 results shift in their last bits with the batch size (timm's
+    test_convnext does at 1 against 2 or more): each photo is its own model call, so the
+    probabilities written are the same bytes whatever --batch-size and neighbours it had."""
+    save_photos(tmp_path / "photos", 5)
+    outputs = []
+    for batch_size in (1, 4):
+        out = tmp_path / f"batch{batch_size}"
+        _run(ImagePredictConfig(data_dir=tmp_path / "photos", checkpoint=checkpoint, crop_images=False, batch_size=batch_size, num_workers=0, save_dir=out))
+        outputs.append((out / "zamba_predictions.csv").read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_each_photo_is_classified_on_its_own_and_a_failing_one_costs_only_itself():
+    from kifaru.runs.image_predict import classify_photos
+
+    class BatchSensitive:
+        """Stands in for a network whose results depend on the size of the call."""
+
+        def __init__(self):
+            self.calls = []
+
+        def predict_proba(self, inputs):
+            self.calls.append(len(inputs))
+            if np.isnan(inputs).any():
+                raise ValueError("NaN input")
+            return np.full((len(inputs), 2), 1.0 / len(inputs))
+
+    network = BatchSensitive()
+    photos = [np.zeros((2, 3, 4, 4)), np.full((1, 3, 4, 4), np.nan), np.zeros((1, 3, 4, 4))]
+    first, failed, last = classify_photos(network, photos)
+    assert network.calls == [2, 1, 1]  # a call per photo
+    assert first.shape == (2, 2) and last.shape == (1, 2)
+    assert failed == "the model failed on its crops (ValueError: NaN input)"

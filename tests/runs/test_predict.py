@@ -604,3 +604,26 @@ def test_megadetector_output_with_a_filepaths_csv_and_relative_to(data_dir, chec
         resolve_predict_run(config.model_copy(update={"overwrite": True}), output_formats=["megadetector"], relative_to=data_dir / "sub dir")
     with pytest.raises(ConfigError, match="output format 'timelapse': choose among csv, megadetector"):
         resolve_predict_run(config, output_formats=["timelapse"])
+
+
+def test_each_clip_is_its_own_model_call_and_a_failing_one_costs_only_itself():
+    """Batches follow the order in which clips finish loading; a clip alone gets the same bytes
+    in every run, whichever clips were loaded beside it."""
+    from kifaru.runs.predict import classify_batch
+
+    class Network:
+        def __init__(self):
+            self.calls = []
+
+        def predict_proba(self, clips):
+            self.calls.append(len(clips))
+            if np.isnan(clips[0]).any():
+                raise ValueError("NaN frames")
+            return np.full((len(clips), 3), 0.5)
+
+    network = Network()
+    clips = [np.zeros((4, 8, 8, 3)), np.full((4, 8, 8, 3), np.nan), np.zeros((4, 8, 8, 3))]
+    results = classify_batch(network, clips)
+    assert network.calls == [1, 1, 1]
+    assert results[1] == "the model failed on its frames (ValueError: NaN frames)"
+    assert all(np.array_equal(r, [0.5, 0.5, 0.5]) for r in (results[0], results[2]))

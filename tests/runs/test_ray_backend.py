@@ -1,12 +1,12 @@
 """The Ray backend on a local Ray cluster of two nodes (a head and a second node, each its own
-``ray start`` process, on 127.0.0.1): its outputs are the local backend's, byte for byte, and a
-worker killed mid-run loses no file and doubles none."""
+``ray start`` process, on 127.0.0.1): detect's, predict's and image predict's outputs are the
+local backend's, byte for byte; the classifier runs in one actor per node; a reading or a
+classifier actor killed mid-run loses no file and doubles none."""
 
 from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 from kifaru.cli.display import ProgressBar, device_description, show_warnings, warn
+from kifaru.cli.commands.merge import add_shard_option
 from kifaru.cli.commands.report import add_report_options, report_if_asked
 from kifaru.cli.exit_codes import exit_code_for
 from kifaru.cli.options import (
@@ -100,7 +101,7 @@ def _register_predict(commands: argparse._SubParsersAction) -> None:
         help="how a sequence's photos make one event (default mean; blank/empty always by the geometric mean)",
     )  # fmt: skip
     predict.add_argument("--image-size", type=int, help="the classifier's input size in pixels (default: the checkpoint's)")
-    predict.add_argument("--batch-size", type=int, help="crops per model call (default 8)")
+    predict.add_argument("--batch-size", type=int, help="crops sent to the classifier together (default 8; each photo's crops are one model call)")
     predict.add_argument("--num-workers", type=int, help="processes that read photos and run the detector (default 3)")
     predict.add_argument("--gpus", type=int, help="GPUs to use; 0 for the CPU (default: a GPU if there is one)")
     predict.add_argument("--weight-download-region", choices=REGIONS, help="where official weights come from (default us)")
@@ -108,6 +109,7 @@ def _register_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("-o", "--overwrite", action="store_true", default=None, help="replace outputs of an earlier run")
     predict.add_argument("-y", "--yes", action="store_true", help="accepted for zamba compatibility: kifaru never asks")
     add_report_options(predict)
+    add_shard_option(predict)
     add_backend_options(predict)
     add_quiet_option(predict)
     predict.set_defaults(handler=handle_predict)
@@ -232,15 +234,21 @@ def _crops_outcome(record) -> str:  # type: ignore[no-untyped-def]
 def handle_predict(args: argparse.Namespace) -> int:
     from kifaru.config.image import ImageConfigFile, ImagePredictConfig
     from kifaru.runs.image_predict import predict_images, resolve_image_run
+    from kifaru.runs.shards import Shard
 
     configs = run_configs(args, "predict_config", IMAGE_PREDICT_OPTIONS, schema=ImageConfigFile)
     config = configs.predict_config or ImagePredictConfig()
     announce_backend(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run = resolve_image_run(config, relative_to=args.relative_to, detections_file=args.detections_file)
+        run = resolve_image_run(
+            config, relative_to=args.relative_to, detections_file=args.detections_file, shard=Shard.parse(args.shard) if args.shard else None
+        )
     show_warnings(caught)
     run.backend, run.ray_address = args.backend, args.ray_address
+    if run.shard is not None:
+        kept = "whole bursts" if run.sequences_on else "by path"
+        print(f"shard {run.shard.shard}: {plural(len(run.files), 'photo')} of {run.shard.total} ({kept})", file=sys.stderr)
     config = run.config
     if run.duplicates:
         warn(f"{config.filepaths}: {run.duplicates} duplicate rows dropped")

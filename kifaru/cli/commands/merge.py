@@ -21,7 +21,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def add_shard_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shard", metavar="I/N",
-        help="take only shard I of N of the files (by a hash of each path: the same files on any machine, in any order); "
+        help="take only shard I of N of the files (by a hash of each path: the same files on any machine, in any order; "
+        "bursts of photos stay whole, by their seq_id or camera folder); "
         "kifaru merge combines the N shards' output folders",
     )  # fmt: skip
 
@@ -32,6 +33,10 @@ def handle(args: argparse.Namespace) -> int:
     merged = merge_shards(args.folders, args.out, overwrite=args.overwrite)
     failed = sum(1 for r in merged.records if r.failed)
     print(f"merged {merged.shards} shards: {plural(len(merged.records), 'file')}, {failed} failed", file=sys.stderr)
+    if merged.photos:
+        photos_failed = sum(1 for r in merged.photos if r.failed)
+        print(f"and the photos beside them: {plural(len(merged.photos), 'photo')}, {photos_failed} failed", file=sys.stderr)
+        failed += photos_failed
     for path in merged.outputs.values():
         print(f"wrote {path}")
     return exit_code_for(failed)

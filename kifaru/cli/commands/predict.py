@@ -75,7 +75,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "outputs, zamba_image_predictions.csv), skip leaves them out as zamba does (default: refused, saying so)",
     )  # fmt: skip
     predict.add_argument("-o", "--overwrite", action="store_true", default=None, help="replace outputs of an earlier run")
-    add_processing_options(predict, "model call")
+    add_processing_options(predict, "batch sent to the classifier (each clip is its own model call)")
     predict.add_argument("--gpus", type=int, help="GPUs to use; 0 for the CPU (default: a GPU if there is one)")
     predict.add_argument("--proba-threshold", type=float, help="write 0/1 per species: probability above this")
     predict.add_argument("--output-class-names", action="store_true", default=None, help="write only the most likely species")

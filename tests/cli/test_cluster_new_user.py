@@ -1,0 +1,53 @@
+"""Past one machine as a new user types it, with only the required arguments, in a fresh HOME:
+shards run in their own folders and merged where the user stands, and ``--backend ray`` with no
+address, which starts a Ray on this machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from kifaru.cli import EXIT_OK, main
+from tests.helpers.outputs import assert_same_outputs
+
+# Not kifaru_results.jsonl: it names the folder each run was started in (its "base").
+DETECT_OUTPUTS = ["detections.json", "detection_summary.csv", "segments.csv"]
+
+
+@pytest.fixture
+def clips(new_user):
+    from kifaru.samples import make_samples
+
+    new_user.serve_megadetector_lite()
+    make_samples(new_user.work / "clips", seconds=2.0, fps=5)
+    return new_user.work / "clips"
+
+
+def test_shards_in_their_own_folders_merged_here_are_the_run_made_in_one_go(new_user, clips, capsys):
+    work = new_user.work
+    for index in (1, 2):
+        (work / f"shard{index}").mkdir()
+        new_user.monkeypatch.chdir(work / f"shard{index}")
+        assert main(["detect", "--data-dir", "../clips", "--shard", f"{index}/2"]) == EXIT_OK
+        assert f"shard {index}/2: " in capsys.readouterr().err
+    (work / "season").mkdir()
+    new_user.monkeypatch.chdir(work / "season")
+    assert main(["merge", "../shard1", "../shard2"]) == EXIT_OK
+    assert "merged 2 shards: 4 files, 0 failed" in capsys.readouterr().err
+    (work / "whole").mkdir()
+    new_user.monkeypatch.chdir(work / "whole")
+    assert main(["detect", "--data-dir", "../clips"]) == EXIT_OK
+    assert_same_outputs(work / "whole", work / "season", DETECT_OUTPUTS)
+
+
+def test_backend_ray_without_an_address_starts_a_ray_here(new_user, clips, capsys):
+    ray = pytest.importorskip("ray")
+    new_user.monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert not ray.is_initialized(), "another test left Ray connected"
+    try:
+        assert main(["detect", "--data-dir", "clips", "--backend", "ray"]) == EXIT_OK
+        err = capsys.readouterr().err
+        assert "backend: Ray cluster: 1 node" in err and "one actor per CPU of the Ray cluster" in err
+    finally:
+        ray.shutdown()  # the next test's cluster is its own
+    assert main(["detect", "--data-dir", "clips", "--output-dir", "local"]) == EXIT_OK
+    assert_same_outputs(new_user.work / "local", new_user.work, DETECT_OUTPUTS)
