@@ -41,23 +41,19 @@ def merge_shards(folders: Sequence[Path], out: Path, *, overwrite: bool = False)
     if not folders:
         raise ConfigError("give the output folders of the shards to merge")
     folders = [Path(folder) for folder in folders]
-    shards = [_read_shard(folder, RESULTS_FILE) for folder in folders]
-    photo_shards = None
+    kinds = [[_read_shard(folder, RESULTS_FILE) for folder in folders]]  # each results file's shards
     if (folders[0] / IMAGE_RESULTS_FILE).is_file():
-        photo_shards = [_read_shard(folder, IMAGE_RESULTS_FILE) for folder in folders]
-    count = shards[0].header["shard"]["count"]
-    merged = [_merged_records(shards)] + ([_merged_records(photo_shards)] if photo_shards else [])
+        kinds.append([_read_shard(folder, IMAGE_RESULTS_FILE) for folder in folders])
+    merged = [_merged_records(kind) for kind in kinds]
+    names = [dict(kind[0].description.outputs) for kind in kinds]
     out = Path(out)
-    firsts = [shards[0]] + ([photo_shards[0]] if photo_shards else [])
-    names = [dict(first.description.outputs) for first in firsts]
-    results_names = [RESULTS_FILE] + ([IMAGE_RESULTS_FILE] if photo_shards else [])
-    candidates = {name for outputs in names for name in outputs.values()} | set(results_names)
+    candidates = {name for outputs in names for name in outputs.values()} | {kind[0].path.name for kind in kinds}
     existing = sorted(name for name in candidates if (out / name).exists())
     if existing and not overwrite:
         raise ConfigError(f"{out} already holds {', '.join(existing)}: pass --overwrite to replace them, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, Path] = {}
-    for kind, records, filenames in zip([shards, photo_shards], merged, names):
+    for kind, records, filenames in zip(kinds, merged, names):
         description = replace(kind[0].description, shard=None, partial=None)
         if description.sequences is not None:  # bursts numbered over every camera of the run, as one run numbers them
             from kifaru.runs.image_predict import group_records
@@ -69,7 +65,7 @@ def merge_shards(folders: Sequence[Path], out: Path, *, overwrite: bool = False)
     for name in CONFIGURATION_FILES:
         if (folders[0] / name).exists():
             outputs[name] = _configuration(folders[0] / name, out)
-    return Merged(out, outputs, merged[0], count, merged[1] if photo_shards else [])
+    return Merged(out, outputs, merged[0], kinds[0][0].header["shard"]["count"], merged[1] if len(merged) > 1 else [])
 
 
 def _merged_records(shards: list[RunResults]) -> list[Record]:

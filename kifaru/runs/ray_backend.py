@@ -136,11 +136,7 @@ class RayBackend:
                 yield result
 
     def close(self, wait: bool = True) -> None:
-        for actor in self.actors:
-            try:
-                self.ray.kill(actor)
-            except Exception:  # already gone with its node
-                pass
+        _kill(self.ray, self.actors)
         self.actors = []
 
     def __enter__(self) -> "RayBackend":
@@ -317,11 +313,7 @@ class RayClassifiers:
             self._done.extend((loaded, reason) for loaded in batch)
 
     def close(self) -> None:
-        for actor in self.actors:
-            try:
-                self.ray.kill(actor)
-            except Exception:  # already gone with its node
-                pass
+        _kill(self.ray, self.actors)
         self.actors = []
 
     def __enter__(self) -> "RayClassifiers":
@@ -329,6 +321,14 @@ class RayClassifiers:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _kill(ray: Any, actors: Sequence[Any]) -> None:
+    for actor in actors:
+        try:
+            ray.kill(actor)
+        except Exception:  # already gone with its node
+            pass
 
 
 def _death_reason(error: Exception) -> str:
