@@ -8,6 +8,8 @@ item gets exactly one result:
 
 - an actor that dies (its worker process killed, its node lost) is replaced, and the items it
   had in flight are run again, each alone on a fresh actor;
+- where the cluster has no room left for the replacement (a lost node's CPUs or GPU are gone, the
+  others all hold actors of the run), the pool goes on with fewer actors, saying so (:class:`_Pool`);
 - an item whose actor dies again while it runs alone gets ``task.crashed(item, reason)``: a
   failure record, as in a local run.
 
@@ -23,13 +25,17 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Collection, Iterator, Optional, Sequence
 
 from kifaru.exceptions import ConfigError
+from kifaru.notices import notify
+from kifaru.progress import plural
 from kifaru.runs.inputs import Item
 
 BACKENDS = ("local", "ray")
 IN_FLIGHT_PER_ACTOR = 2  # one running, one waiting: an actor never idles between items
+RECHECK_SECONDS = 2.0  # how often a run waiting on a new actor looks whether it can start at all
+MAX_FAILED_STARTS = 3  # a slot's actors dying before they start, in a row, before their work takes the blame
 
 
 def import_ray() -> Any:
@@ -74,6 +80,110 @@ class _Actor:
         return os.getpid()
 
 
+class _Pool:
+    """A pool's actors by slot as the cluster changes under it.
+
+    An actor that dies is replaced while the cluster has room for it (its worker process killed,
+    say). When a node is lost, the CPUs or GPUs it had are gone and every other one holds an actor
+    of the pool: a replacement would wait for them forever, so instead its slot is dropped and the
+    run goes on with the actors left. Ray may learn of the lost node only after the actor's death
+    is reported, so a replacement that has not started is looked at again (:meth:`stuck`) while the
+    run waits."""
+
+    def __init__(self, ray: Any, make: Any, count: int, what: str) -> None:
+        self.ray = ray
+        self._make = make  # (slot, replacing) -> (actor, the resources it asks for)
+        self.what, self.started_with = what, count
+        self.actors: dict[int, Any] = {}
+        self._needs: dict[int, dict[str, float]] = {}
+        for slot in range(count):
+            self.actors[slot], self._needs[slot] = make(slot, False)
+        self.starting: dict[int, Any] = {}  # slot -> its new actor's ready future
+        self._failed_starts: dict[int, int] = {}  # slot -> its actors' deaths before they started, in a row
+
+    def live(self) -> list[int]:
+        return sorted(self.actors)
+
+    def first_started(self) -> int:
+        return min((s for s in self.actors if s not in self.starting), default=min(self.actors))
+
+    def replace(self, slot: int) -> bool:
+        """After slot's actor died: a new actor if the cluster has room for it (True), else the
+        slot dropped (False). The last actor is always replaced."""
+        if len(self.actors) > 1 and not self._fits(self._needs[slot], without=slot):
+            self._drop(slot)
+            return False
+        self._start(slot)
+        return True
+
+    def stuck(self) -> list[int]:
+        """The slots whose new actor has not started and has no room to: each actor killed and
+        its slot dropped, or, where no other actor runs, asked for again as the cluster now is.
+        The caller sends their work again (it never ran), to the slots there are now."""
+        killed, kept = [], set()
+        for slot in sorted(self.starting):
+            started = self._started(slot)
+            if started is not None:  # up, or dead before it was: its work's error says which
+                continue
+            if self._fits(self._needs[slot], without=slot, also=kept):
+                kept.add(slot)
+                continue
+            _kill(self.ray, [self.actors[slot]])
+            killed.append(slot)
+            if len(self.actors) > len(self.starting):  # others run: go on with them
+                self._drop(slot)
+            else:  # nothing runs: ask again, as the cluster is now (a classifier without GPUs left takes a CPU)
+                self._start(slot)
+        return killed
+
+    def died_starting(self, slot: int) -> bool:
+        """Whether slot's actor, now dead, died before it had started (its node lost as it
+        started, say): the work sent to it is not to blame, and goes again without counting as
+        an attempt. After MAX_FAILED_STARTS such deaths in a row it is counted (an actor that
+        cannot start at all must not hold the run forever)."""
+        if self._started(slot) is not False:
+            return False
+        self._failed_starts[slot] = self._failed_starts.get(slot, 0) + 1
+        return self._failed_starts[slot] <= MAX_FAILED_STARTS
+
+    def _started(self, slot: int) -> Optional[bool]:
+        """True: slot's actor has started (or was one of the first, known to have); False: it
+        died first; None: it is still starting."""
+        future = self.starting.get(slot)
+        if future is None:
+            return True
+        ready, _ = self.ray.wait([future], timeout=0)
+        if not ready:
+            return None
+        try:
+            self.ray.get(future)
+        except Exception:
+            return False
+        del self.starting[slot]
+        self._failed_starts.pop(slot, None)
+        return True
+
+    def _start(self, slot: int) -> None:
+        self.actors[slot], self._needs[slot] = self._make(slot, True)
+        self.starting[slot] = self.actors[slot].__ray_ready__.remote()
+
+    def _drop(self, slot: int) -> None:
+        del self.actors[slot], self._needs[slot]
+        self.starting.pop(slot, None)
+        notify(f"warning: the Ray cluster has lost a node (or the room for an actor): the run goes on with {plural(len(self.actors), self.what)} of the {self.started_with} it started with")
+
+    def _fits(self, needs: dict[str, float], without: int, also: Collection[int] = ()) -> bool:
+        """Whether the cluster's resources hold ``needs`` beside the pool's started actors (and
+        the starting ones in ``also``)."""
+        total = self.ray.cluster_resources()
+        holding = [s for s in self.actors if s != without and (s not in self.starting or s in also)]
+        for resource, amount in needs.items():
+            taken = sum(self._needs[s].get(resource, 0) for s in holding)
+            if amount and total.get(resource, 0) - taken < amount:
+                return False
+        return True
+
+
 class RayBackend:
     """Runs the task in ``num_actors`` Ray actors (None: one per CPU of the cluster)."""
 
@@ -81,52 +191,63 @@ class RayBackend:
         self.ray = connect(address)
         self.task = task
         cpus = int(self.ray.cluster_resources().get("CPU", 1))
-        self.num_actors = max(1, num_actors if num_actors else cpus)
-        self._remote = self.ray.remote(num_cpus=1, max_restarts=0)(_Actor)
-        self.actors = [self._new_actor() for _ in range(self.num_actors)]
-
-    def _new_actor(self) -> Any:
-        return self._remote.remote(self.task)
+        remote = self.ray.remote(num_cpus=1, max_restarts=0)(_Actor)
+        self.pool = _Pool(self.ray, lambda slot, replacing: (remote.remote(task), {"CPU": 1}), max(1, num_actors if num_actors else cpus), "reading actor")
 
     def pids(self) -> list[int]:
         """The actors' worker processes (tests kill one)."""
-        return self.ray.get([actor.pid.remote() for actor in self.actors])
+        return self.ray.get([actor.pid.remote() for actor in self.pool.actors.values()])
 
     def map(self, items: Sequence[Item]) -> Iterator[Any]:
-        ray = self.ray
+        ray, pool = self.ray, self.pool
         queue = deque(items)
         suspects: deque[Item] = deque()  # in flight when their actor died: each run again alone
         running: dict[Any, tuple[Item, int]] = {}  # future -> (item, actor slot)
         alone: set[Any] = set()
-        load = [0] * self.num_actors
+        load = {slot: 0 for slot in pool.live()}
         while queue or suspects or running:
             if suspects:
                 if not running:
-                    item = suspects.popleft()
-                    future = self.actors[0].run.remote(item)
-                    running[future] = (item, 0)
-                    load[0] += 1
+                    item, slot = suspects.popleft(), pool.first_started()
+                    future = pool.actors[slot].run.remote(item)
+                    running[future] = (item, slot)
+                    load[slot] += 1
                     alone.add(future)
             else:
-                for slot in range(self.num_actors):
+                for slot in pool.live():
                     while queue and load[slot] < IN_FLIGHT_PER_ACTOR:
                         item = queue.popleft()
-                        running[self.actors[slot].run.remote(item)] = (item, slot)
+                        running[pool.actors[slot].run.remote(item)] = (item, slot)
                         load[slot] += 1
-            done, _ = ray.wait(list(running), num_returns=1)
+            done, _ = ray.wait(list(running), num_returns=1, timeout=RECHECK_SECONDS if pool.starting else None)
+            for slot in pool.stuck():  # its new actor never started: its items are sent again, unrun
+                if slot in pool.actors:
+                    load[slot] = 0
+                else:
+                    del load[slot]
+                for future in [f for f, (_, s) in running.items() if s == slot]:
+                    (suspects if future in alone else queue).appendleft(running.pop(future)[0])
+                    alone.discard(future)
             for future in done:
+                if future not in running:  # its actor's slot was dropped just now
+                    continue
                 item, slot = running.pop(future)
                 load[slot] -= 1
                 try:
                     result = ray.get(future)
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError) as error:
-                    dead = [f for f, (_, s) in running.items() if s == slot]
-                    for other in dead:  # the same actor's other items died with it
-                        suspects.append(running.pop(other)[0])
+                except _actor_died(ray) as error:
+                    unstarted = pool.died_starting(slot)
+                    for other in [f for f, (_, s) in running.items() if s == slot]:  # the same actor's other items died with it
+                        (queue if unstarted and other not in alone else suspects).appendleft(running.pop(other)[0])
                         alone.discard(other)
-                    load[slot] = 0
-                    self.actors[slot] = self._new_actor()
-                    if future in alone:
+                    if pool.replace(slot):
+                        load[slot] = 0
+                    else:
+                        del load[slot]
+                    if unstarted:  # nothing ran: the items go again as they were
+                        (suspects if future in alone else queue).appendleft(item)
+                        alone.discard(future)
+                    elif future in alone:
                         alone.discard(future)
                         yield self.task.crashed(item, _death_reason(error))
                     else:
@@ -136,8 +257,8 @@ class RayBackend:
                 yield result
 
     def close(self, wait: bool = True) -> None:
-        _kill(self.ray, self.actors)
-        self.actors = []
+        _kill(self.ray, list(self.pool.actors.values()))
+        self.pool.actors.clear()
 
     def __enter__(self) -> "RayBackend":
         return self
@@ -226,25 +347,24 @@ class RayClassifiers:
         gpus = int(ray.cluster_resources().get("GPU", 0)) if use_gpus else 0
         self.on_gpu = gpus > 0
         remote = ray.remote(max_restarts=0)(_ClassifierActor)
-        if self.on_gpu:
-            self._options = [dict(num_cpus=0, num_gpus=1) for _ in range(gpus)]
-            self._replacement_options = self._options
-        else:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
 
-            nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
-            # On its node (Ray puts actors that take no CPU on one node otherwise); a replacement
-            # may go elsewhere, its node being perhaps the one lost.
-            self._options = [dict(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)) for node in nodes]
-            self._replacement_options = [dict(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)) for node in nodes]
+        def make(slot: int, replacing: bool) -> tuple[Any, dict[str, float]]:
+            if self.on_gpu and (not replacing or ray.cluster_resources().get("GPU", 0) >= 1):
+                options, needs, on_gpu = dict(num_cpus=0, num_gpus=1), {"GPU": 1.0}, True
+            elif self.on_gpu:
+                notify("warning: the Ray cluster has no GPU left: the classifier goes on on a node's CPU cores")
+                options, needs, on_gpu = dict(num_cpus=0), {}, False
+            else:
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        def new_actor(slot: int, replacing: bool = False) -> Any:
-            options = (self._replacement_options if replacing else self._options)[slot]
-            return remote.options(**options).remote(load, classify, self.on_gpu, defined_in)
+                # On its node (Ray puts actors that take no CPU on one node otherwise); a
+                # replacement may go elsewhere, its node being perhaps the one lost.
+                options, needs, on_gpu = dict(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[slot], soft=replacing)), {}, False
+            return remote.options(**options).remote(load, classify, on_gpu, defined_in), needs
 
-        self._new = new_actor
-        self.actors = [new_actor(slot) for slot in range(len(self._options))]
-        self.descriptions = ray.get([actor.describe.remote() for actor in self.actors])
+        self.pool = pool = _Pool(ray, make, gpus if self.on_gpu else len(nodes), "classifier actor")
+        self.descriptions = ray.get([pool.actors[slot].describe.remote() for slot in pool.live()])
         first = self.descriptions[0]
         self.num_frames = first["num_frames"]
         self.runtime_choice = first["runtime_choice"]
@@ -254,7 +374,7 @@ class RayClassifiers:
     def describe(self) -> str:
         """Where the classifier runs, e.g. "2 actors, each on a GPU, in PyTorch" (said at the start)."""
         devices = sorted({d["device"] for d in self.descriptions})
-        one = len(self.actors) == 1
+        one = len(self.descriptions) == 1
         if devices == ["cuda"]:
             where = "on a GPU" if one else "each on a GPU"
         elif devices == ["cpu"]:
@@ -263,19 +383,19 @@ class RayClassifiers:
             where = "on " + " and ".join(devices)
         problems = sorted({d["gpu_problem"] for d in self.descriptions if d["gpu_problem"]})
         runtime = self.runtime_choice.describe() if self.runtime_choice is not None else "PyTorch"
-        return f"{len(self.actors)} actor{'' if one else 's,'} {where}, in {runtime}" + (f" (on the CPU: {'; '.join(problems)})" if problems else "")
+        return f"{len(self.descriptions)} actor{'' if one else 's,'} {where}, in {runtime}" + (f" (on the CPU: {'; '.join(problems)})" if problems else "")
 
     def pids(self) -> list[int]:
-        return self.ray.get([actor.pid.remote() for actor in self.actors])
+        return self.ray.get([actor.pid.remote() for actor in self.pool.actors.values()])
 
     def submit(self, batch: list[Any], attempt: int = 1) -> None:
-        while len(self._running) >= CLASSIFIER_BATCHES_PER_ACTOR * len(self.actors):
+        while len(self._running) >= CLASSIFIER_BATCHES_PER_ACTOR * len(self.pool.actors):
             self._collect(wait=True, all_of_them=False)  # back-pressure: no more batches queued than actors can take
-        load = [0] * len(self.actors)
+        load = {slot: 0 for slot in self.pool.live()}
         for _, slot, _ in self._running.values():
             load[slot] += 1
-        slot = min(range(len(self.actors)), key=load.__getitem__)
-        future = self.actors[slot].classify.remote([self.inputs_of(loaded) for loaded in batch])
+        slot = min(load, key=load.__getitem__)
+        future = self.pool.actors[slot].classify.remote([self.inputs_of(loaded) for loaded in batch])
         self._running[future] = (batch, slot, attempt)
 
     def completed(self, wait: bool = False) -> list[tuple[Any, Any]]:
@@ -285,24 +405,35 @@ class RayClassifiers:
         return done
 
     def _collect(self, wait: bool, all_of_them: bool) -> None:
-        ray = self.ray
+        ray, pool = self.ray, self.pool
         while self._running:
-            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=None if wait else 0)
+            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=(RECHECK_SECONDS if pool.starting else None) if wait else 0)
+            for slot in pool.stuck():  # its new actor never started: its batches are sent again, unrun
+                for future in [f for f, (_, s, _) in self._running.items() if s == slot]:
+                    batch, _, attempt = self._running.pop(future)
+                    self.submit(batch, attempt)
             if not ready:
-                return
+                if not wait:
+                    return
+                continue
             for future in ready:
                 if future not in self._running:  # collected while a batch was sent again
                     continue
                 batch, slot, attempt = self._running.pop(future)
                 try:
                     self._done.extend(zip(batch, ray.get(future)))
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError) as error:
-                    self.actors[slot] = self._new(slot, replacing=True)
-                    # The dead actor's other batches died with it: each is sent again once, as this one.
+                except _actor_died(ray) as error:
+                    unstarted = pool.died_starting(slot)
+                    pool.replace(slot)
+                    # The dead actor's other batches died with it: each is sent again once, as this
+                    # one (or as before, where the actor died before it started: nothing ran).
                     lost = [self._running.pop(f) for f, (_, s, _) in list(self._running.items()) if s == slot]
                     for lost_batch, _, lost_attempt in [(batch, slot, attempt), *lost]:
-                        self._resend(lost_batch, lost_attempt, error)
-            if not all_of_them:
+                        if unstarted:
+                            self.submit(lost_batch, lost_attempt)
+                        else:
+                            self._resend(lost_batch, lost_attempt, error)
+            if not all_of_them and ready:
                 return
 
     def _resend(self, batch: list[Any], attempt: int, error: Exception) -> None:
@@ -313,8 +444,8 @@ class RayClassifiers:
             self._done.extend((loaded, reason) for loaded in batch)
 
     def close(self) -> None:
-        _kill(self.ray, self.actors)
-        self.actors = []
+        _kill(self.ray, list(self.pool.actors.values()))
+        self.pool.actors.clear()
 
     def __enter__(self) -> "RayClassifiers":
         return self
@@ -329,6 +460,11 @@ def _kill(ray: Any, actors: Sequence[Any]) -> None:
             ray.kill(actor)
         except Exception:  # already gone with its node
             pass
+
+
+def _actor_died(ray: Any) -> tuple[type[Exception], ...]:
+    """The errors of a call whose actor died (its worker process, or its node)."""
+    return (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
 
 
 def _death_reason(error: Exception) -> str:

@@ -13,7 +13,7 @@ import pytest
 from kifaru.cli import EXIT_FAILED, EXIT_OK, main
 from kifaru.outputs.results_file import RESULTS_FILE
 from tests.helpers.outputs import assert_same_outputs
-from tests.helpers.ray_cluster import actor_pids, ray_cluster
+from tests.helpers.ray_cluster import actor_pids, predicted_here_and_run_for, ray_cluster
 from tests.media import make_animal_clip, make_clip
 from tests.models.tiny_model import write_tiny_checkpoint
 
@@ -114,20 +114,9 @@ def test_the_classifier_runs_in_one_actor_per_node_of_a_cluster_without_gpus(clu
 
 
 def test_a_classifier_actor_killed_mid_run_loses_and_doubles_no_clip(cluster, tmp_path):
-    from kifaru.config.run import PredictConfig
-    from kifaru.runs.predict import predict_model, resolve_predict_run
+    from kifaru.runs.predict import predict_model
 
-    folder = tmp_path / "clips"
-    for i in range(6):
-        make_clip(folder / f"c{i}.mp4", n_frames=20 + i)
-    checkpoint = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
-
-    def config(save_dir):
-        return PredictConfig(data_dir=folder, checkpoint=checkpoint, save_dir=save_dir, batch_size=1, model_cache_dir=tmp_path / "cache")
-
-    predict_model(config(tmp_path / "local"))
-    run = resolve_predict_run(config(tmp_path / "ray"))
-    run.backend, run.ray_address = "ray", cluster
+    folder, run = predicted_here_and_run_for(cluster, tmp_path, clips=6)
     killed = []
 
     def progress(record, done, total):
