@@ -157,7 +157,7 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=BACKENDS, default="local",
         help="local: worker processes here (default); ray: actors on a Ray cluster, one per CPU (needs kifaru[ray])",
     )  # fmt: skip
-    parser.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster's address, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else a Ray started here)")
+    parser.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster's address, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else a Ray started for this run on 127.0.0.1)")
 
 
 def loading_description(args: argparse.Namespace, processes: int, what: str = "loading") -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from contextlib import contextmanager
 from typing import Any, Collection, Iterator, Optional, Sequence
 
 from kifaru.exceptions import ConfigError
@@ -33,6 +34,7 @@ from kifaru.progress import plural
 from kifaru.runs.inputs import Item
 
 BACKENDS = ("local", "ray")
+LOCAL_RAY_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's nodes on the loopback
 IN_FLIGHT_PER_ACTOR = 2  # one running, one waiting: an actor never idles between items
 RECHECK_SECONDS = 2.0  # how often a run waiting on a new actor looks whether it can start at all
 MAX_FAILED_STARTS = 3  # a slot's actors dying before they start, in a row, before their work takes the blame
@@ -48,14 +50,38 @@ def import_ray() -> Any:
 
 def connect(address: Optional[str]) -> Any:
     """Ray, connected to the cluster at ``address`` (None: RAY_ADDRESS, else a Ray started here)."""
-    ray = import_ray()
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reporting home from a field station
-        try:
-            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-        except ConnectionError as error:
-            raise ConfigError(f"--ray-address {address}: no Ray cluster answers there ({error}); start one with `ray start --head`") from None
+    started_here = address is None and not os.environ.get("RAY_ADDRESS")
+    # A Ray of this machine alone listens and calls on the loopback, as Ray's own on macOS and
+    # Windows. Left to itself on Linux it uses the address of the machine's route out, which a
+    # firewalled network may refuse: its start then hangs. The setting is read when Ray is
+    # imported, and by the processes its start spawns; it is put back after, so that nothing
+    # else this process starts (a `ray start` joining a cluster) inherits it.
+    with _environ(LOCAL_RAY_ONLY, "0" if started_here else None):
+        ray = import_ray()
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reporting home from a field station
+            # "local": a new Ray for this run, not one a `ray start` left running here.
+            where = "local" if started_here else address
+            try:
+                ray.init(address=where, logging_level="ERROR", log_to_driver=False)
+            except ConnectionError as error:
+                raise ConfigError(f"--ray-address {address}: no Ray cluster answers there ({error}); start one with `ray start --head`") from None
     return ray
+
+
+@contextmanager
+def _environ(name: str, value: Optional[str]) -> Iterator[None]:
+    """The environment variable ``name`` set to ``value`` within (None: left as it is)."""
+    saved = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 def cluster_description(ray: Any) -> str:

@@ -47,9 +47,11 @@ def test_backend_ray_without_an_address_starts_a_ray_here(new_user, clips):
     stay that process's Ray for the cluster tests after it."""
     pytest.importorskip("ray")
     new_user.monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    code = "import sys; from kifaru.cli import main; sys.exit(main(sys.argv[1:]))"
-    done = subprocess.run([sys.executable, "-c", code, "detect", "--data-dir", "clips", "--backend", "ray"], capture_output=True, text=True, timeout=600)
+    # After the run, where the Ray it started listens: the loopback, which no firewall closes.
+    code = "import sys; from kifaru.cli import main; code = main(sys.argv[1:]); import ray; print(*sorted({n['NodeManagerAddress'] for n in ray.nodes()})); sys.exit(code)"
+    done = subprocess.run([sys.executable, "-c", code, "detect", "--data-dir", "clips", "--backend", "ray"], capture_output=True, text=True, timeout=300)
     assert done.returncode == EXIT_OK, done.stderr
+    assert done.stdout.splitlines()[-1] == "127.0.0.1"
     assert "backend: Ray cluster: 1 node" in done.stderr and "one actor per CPU of the Ray cluster" in done.stderr
     assert main(["detect", "--data-dir", "clips", "--output-dir", "local"]) == EXIT_OK
     assert_same_outputs(new_user.work / "local", new_user.work, DETECT_OUTPUTS)

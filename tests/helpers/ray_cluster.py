@@ -37,11 +37,15 @@ def ray_cluster(nodes: Sequence[Sequence[str]] = (("--num-cpus=1",), ("--num-cpu
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **{f"RAY_{name}": value for name, value in settings.items()}}
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     head, *others = nodes
-    start = dict(check=True, capture_output=True, env=env, timeout=120)
-    subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *common, *head], **start)
+
+    def start(*options: str) -> None:
+        done = subprocess.run([RAY, "start", *options], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, f"ray start {' '.join(options)}: {done.stdout}{done.stderr}"
+
+    start("--head", f"--port={port}", "--include-dashboard=false", *common, *head)
     try:
         for node in others:
-            subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common, *node], **start)
+            start(f"--address=127.0.0.1:{port}", *common, *node)
         yield f"127.0.0.1:{port}"
     finally:
         if ray.is_initialized():
