@@ -6,7 +6,10 @@
 - PyTorch with channels-last tensors;
 - ONNX Runtime as ``kifaru predict`` runs it (kifaru.models.onnx_classifier: one single-threaded
   call per core, 4 frames per call), from the export cached in the model cache (made first if
-  missing; the export time is printed apart).
+  missing; the export time is printed apart);
+- fast mode's candidates (issue 18): PyTorch under bf16 autocast (channels-last), and ONNX
+  Runtime with the frames graph's weights quantized to int8 (dynamic quantization: int8 weights,
+  activations quantized per call; VNNI where the CPU has it).
 
 Each figure is the best of --repeat calls on 2 clips (a batch, as predict's default batch_size
 gives), divided by 2, after a warm-up call; the probabilities of every runtime are compared, on
@@ -17,7 +20,8 @@ The checkpoint defaults to bench-out/zamba_models/time_distributed_random.ckpt.
 from __future__ import annotations
 
 import argparse
-import platform
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +34,9 @@ from kifaru.models.download import sha256_of
 from kifaru.models.runner import VideoClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import machine  # noqa: E402
 
 
 def best_per_clip(predict, clips: list[np.ndarray], repeat: int) -> tuple[float, np.ndarray]:
@@ -40,6 +47,25 @@ def best_per_clip(predict, clips: list[np.ndarray], repeat: int) -> tuple[float,
         out = predict(clips)
         best = min(best, time.perf_counter() - start)
     return best / len(clips), out
+
+
+def int8_row(checkpoint, sha: str, clips: list[np.ndarray], repeat: int, reference: np.ndarray) -> tuple[str, float, float]:
+    """ONNX Runtime with the frames graph (EfficientNetV2-M on each frame) quantized to int8."""
+    import shutil
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    stem = onnx_classifier.ensure_export(checkpoint, sha)
+    frames_graph, head_graph = onnx_classifier._paths(stem)
+    with tempfile.TemporaryDirectory() as folder:
+        quantized = Path(folder) / stem.name
+        frames_int8, head_copy = onnx_classifier._paths(quantized)
+        quantize_dynamic(str(frames_graph), str(frames_int8), weight_type=QuantType.QInt8)
+        shutil.copy(head_graph, head_copy)
+        classifier = onnx_classifier.OnnxTimeDistributed(checkpoint, quantized)
+        seconds, out = best_per_clip(classifier.predict_proba, clips, repeat)
+    return ("ONNX Runtime, frames graph int8 (dynamic)", seconds, float(np.abs(out - reference).max()))
 
 
 def main() -> None:
@@ -69,7 +95,15 @@ def main() -> None:
     seconds, out = best_per_clip(classifier.predict_proba, clips, args.repeat)
     rows.append(("ONNX Runtime (kifaru predict)", seconds, float(np.abs(out - reference).max())))
 
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = VideoClassifier.from_file(args.checkpoint)
+        seconds, out = best_per_clip(bf16.predict_proba, clips, args.repeat)
+    rows.append(("PyTorch, channels-last, bf16 autocast", seconds, float(np.abs(out - reference).max())))
+    del bf16
+
+    rows.append(int8_row(read_checkpoint_info(args.checkpoint), sha, clips, args.repeat, reference))
+
+    print(json.dumps(machine()))
     print(f"ONNX Runtime classifier ready in {loaded:.1f} s (includes the one-time export when it was not cached)\n")
     print("| runtime | s per clip | vs zamba's way | max probability difference |")
     print("| --- | ---: | ---: | ---: |")

@@ -52,6 +52,13 @@ class PhotosChoice(StrEnum):
     skip = "skip"  # leave them out, as zamba predict does
 
 
+class Preset(StrEnum):
+    """How much ``kifaru predict`` computes (docs/fast-mode.md)."""
+
+    exact = "exact"  # what zamba computes: the detector on every planned frame, the classifier on every clip
+    fast = "fast"  # a cheap screen first; clips in which it finds no animal are decided by the detector
+
+
 class PredictConfig(StrictConfig):
     data_dir: Optional[Path] = None
     filepaths: Optional[Path] = None
@@ -73,6 +80,7 @@ class PredictConfig(StrictConfig):
     deterministic: bool = False
     # kifaru's: photos found in data_dir beside the videos (None: refused, saying how to run both).
     photos: Optional[PhotosChoice] = Field(None, validate_default=True)
+    preset: Preset = Field(Preset.exact, validate_default=True)  # kifaru's
 
     @field_validator("proba_threshold")
     @classmethod

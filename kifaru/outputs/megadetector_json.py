@@ -85,6 +85,8 @@ def _entry(record: Record, run: RunDescription, kept: float) -> dict[str, Any]:
         ]
     if run.sequences is not None and record.item in run.sequences.seq_ids:
         entry["seq_id"] = run.sequences.seq_ids[record.item]
+    if "decided_by" in record.outputs:  # fast mode: "detector" where its screen found no animal
+        entry["decided_by"] = record.outputs["decided_by"]
     if record.notes:
         entry["notes"] = list(record.notes)
     return entry

@@ -142,7 +142,7 @@ def _predict_clips(run: PredictRun, todo: Sequence[Item], finish: Callable[[Reco
     config = run.predict_config
     # Workers start loading clips while the model is read into memory.
     workers = run.loading_processes if run.backend == "local" else max(run.loading_processes, 1)  # Ray: loaded in its actors
-    task = resolve_detector(run.video_loader_config, workers=workers).task("frames", run.video_loader_config)
+    task = resolve_detector(run.video_loader_config, workers=workers).task("frames", run.video_loader_config, run.screen)
     with backend_for(task, run.loading_processes, run.backend, run.ray_address) as backend, _classifiers(run) as classifiers:
         results = backend.map(todo)
         chosen = classifiers.runtime_choice
@@ -170,7 +170,7 @@ def _predict_clips(run: PredictRun, todo: Sequence[Item], finish: Callable[[Reco
             finish_classified()
 
         for loaded in results:
-            if loaded.record.failed:
+            if loaded.record.failed or loaded.frames is None:  # failed, or decided by fast mode's screen
                 finish(loaded.record)
                 continue
             expected = classifiers.num_frames
@@ -260,13 +260,17 @@ def _write_configuration(run: PredictRun, resuming: bool) -> None:
     configuration = {
         "model_class": run.checkpoint.model_class,
         "species": run.species,
-        # zamba's keys only (zamba reads this file back as a config); kifaru's photos choice apart.
-        "predict_config": run.predict_config.model_dump(mode="json", exclude={"filepaths", "photos"}),
+        # zamba's keys only (zamba reads this file back as a config); kifaru's photos and preset apart.
+        "predict_config": run.predict_config.model_dump(mode="json", exclude={"filepaths", "photos", "preset"}),
         "inference_start_time": started or datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),
         "video_loader_config": run.video_loader_config.model_dump(mode="json"),
     }
     if run.predict_config.photos is not None:
         configuration["photos"] = str(run.predict_config.photos)
+    if run.predict_config.preset != "exact":
+        configuration["preset"] = str(run.predict_config.preset)
+        if run.screen is not None:
+            configuration["screen"] = run.screen.describe()
     if run.classifier_runtime is not None:  # kifaru's own: which runtime ran the classifier, and why
         runtime_key, reason_key = KIFARU_CONFIGURATION_KEYS
         configuration[runtime_key] = run.classifier_runtime.runtime

@@ -66,6 +66,17 @@ class PredictRun:
     gpus_asked: Optional[int] = None  # predict_config's gpus as given: 0 keeps a Ray run's classifier off the GPUs
 
     @property
+    def screen(self) -> Any:
+        """Fast mode's screen (kifaru.video.screen.Screen), or None: exact mode, or a loader
+        config without the detector, which leaves nothing to screen with."""
+        from kifaru.config.run import Preset
+        from kifaru.video.screen import Screen
+
+        if self.predict_config.preset != Preset.fast or self.video_loader_config.megadetector_lite_config is None:
+            return None
+        return Screen()
+
+    @property
     def writers(self) -> list[str]:
         return [writer for name in self.output_formats for writer in OUTPUT_FORMATS[name]] + list(ALWAYS_WRITTEN)
 
@@ -76,6 +87,8 @@ class PredictRun:
             "checkpoint_sha256": self.checkpoint_sha256,
             "video_loader_config": self.video_loader_config.model_dump(mode="json", exclude={"cache_dir", "cleanup_cache"}),
         }
+        if self.screen is not None:  # fast mode: its records are not exact mode's
+            header["screen"] = self.screen.describe()
         if self.shard is not None:
             header["shard"] = str(self.shard.shard)
         return Journal(self.save_dir / PROGRESS_FILE, header, outputs=_finished_outputs(self.save_dir), overwrite_hint=OVERWRITE_HINT)

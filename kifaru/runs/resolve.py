@@ -25,13 +25,14 @@ class DetectorSetup:
     detector: Any = None  # loaded in this process (a run without workers), or a stand-in
     runtime: Optional[str] = None  # the loaded detector's runtime, for the banner
 
-    def task(self, kind: str, config: VideoLoaderConfig) -> Any:
+    def task(self, kind: str, config: VideoLoaderConfig, screen: Any = None) -> Any:
         """The task of ``kind`` ("detect": the detector over sampled frames; "frames": the frames
-        a model sees) for frames read with ``config``, using this detector."""
+        a model sees) for frames read with ``config``, using this detector (with fast mode's
+        ``screen``, a :class:`kifaru.video.screen.Screen`, first)."""
         from kifaru.runs.tasks import DetectFile, LoadFrames
 
         task_class = {"detect": DetectFile, "frames": LoadFrames}[kind]
-        return task_class(config, self.weights, self.device, detector=self.detector)
+        return task_class(config, self.weights, self.device, detector=self.detector, screen=screen)
 
 
 def resolve_detector(

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from kifaru.config.video import VideoLoaderConfig
+from kifaru.video.screen import Screen
 from kifaru.runs.inputs import Item
 from kifaru.runs.journal import file_fingerprint
 from kifaru.runs.records import (
@@ -46,11 +47,13 @@ class _LoaderTask:
         detector_weights: Optional[Path] = None,
         detector_device: Optional[str] = None,
         detector: Any = None,
+        screen: Optional[Screen] = None,
     ) -> None:
         self.config = config
         self.detector_weights = detector_weights
         self.detector_device = detector_device
         self.detector = detector  # a stand-in or an already loaded detector (in-process only)
+        self.screen = screen  # fast mode's (kifaru.video.screen)
         self.loader: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -59,11 +62,15 @@ class _LoaderTask:
             "config": self.config.model_dump(mode="json"),
             "detector_weights": str(self.detector_weights) if self.detector_weights else None,
             "detector_device": self.detector_device,
+            "screen": self.screen,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         weights = state["detector_weights"]
-        self.__init__(VideoLoaderConfig.model_validate(state["config"]), Path(weights) if weights else None, state["detector_device"])
+        self.__init__(
+            VideoLoaderConfig.model_validate(state["config"]), Path(weights) if weights else None, state["detector_device"],
+            screen=state["screen"],
+        )  # fmt: skip
 
     def start(self) -> None:
         from kifaru.video.loader import FrameLoader
@@ -74,7 +81,7 @@ class _LoaderTask:
             from kifaru.detection.megadetector_lite import load_megadetector_lite
 
             detector = load_megadetector_lite(self.detector_weights, device=self.detector_device or settings.device)
-        self.loader = FrameLoader(self.config, detector=detector)
+        self.loader = FrameLoader(self.config, detector=detector, screen=self.screen)
 
     def close(self) -> None:
         if self.loader is not None:
@@ -91,7 +98,8 @@ class _LoaderTask:
 
 @dataclass
 class Loaded:
-    """A clip's frames for the model (None for a failure) and its record so far."""
+    """A clip's frames for the model (None for a failure, or a clip fast mode's screen called
+    empty: its record's outputs say ``decided_by``) and its record so far."""
 
     index: int
     record: Record
@@ -106,7 +114,7 @@ class LoadFrames(_LoaderTask):
         return Loaded(item.index, super().crashed(item, reason))
 
     def __call__(self, item: Item) -> Loaded:
-        from kifaru.video.loader import NO_FRAME
+        from kifaru.video.loader import DECIDED_BY_DETECTOR, NO_FRAME
 
         fingerprint = file_fingerprint(item.path)
         try:
@@ -124,6 +132,10 @@ class LoadFrames(_LoaderTask):
             frames=frame_entries(loaded.detections or []),
             notes=notes,
         )
+        if loaded.decided_by is not None:
+            record.outputs["decided_by"] = loaded.decided_by
+        if loaded.decided_by == DECIDED_BY_DETECTOR:
+            return Loaded(item.index, record)  # the screen found no animal: nothing for the classifier
         if NO_FRAME in loaded.source_indices or len(loaded.frames) == 0:
             # Never predict from frames that were not read (zamba would use zeros).
             reason = next((n for n in reversed(notes) if "no frame was selected" in n), "no frame was selected")

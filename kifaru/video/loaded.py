@@ -19,6 +19,10 @@ NO_FRAME = -1  # source index of a frame of zeros (nothing was selected at all)
 # Timelapse. Frame selection still uses megadetector_lite_config.confidence: a box below it
 # counts for nothing there, exactly as when the detector dropped it.
 KEPT_BOX_THRESHOLD = 0.05
+# Who decided what a clip shows: the classifier, from its frames, or (fast mode) the detector's
+# screen, which found no animal in it (and no frames were read for the classifier).
+DECIDED_BY_CLASSIFIER = "classifier"
+DECIDED_BY_DETECTOR = "detector"
 
 
 @dataclass
@@ -36,6 +40,7 @@ class LoadedFrames:
     # FrameDetections down to KEPT_BOX_THRESHOLD, boxes relative to the whole frame).
     detections: Optional[list[tuple[int, float, Any]]] = None
     frame_rate: Optional[float] = None  # the video's average frames per second (None for a photo)
+    decided_by: Optional[str] = None  # fast mode: DECIDED_BY_DETECTOR when its screen found nothing
 
 
 @dataclass
@@ -139,6 +144,7 @@ class Prepared:
     tile_width: Optional[int] = None
     keep_only: Optional[set[int]] = None
     frame_shape: tuple[int, ...] = (0, 0, 3)  # a kept frame's shape before it was shrunk to a tile
+    score_new: bool = True  # frames decoded from now on go to the detector (with its config)
 
     def wants_pixels(self, index: int) -> bool:
         return self.keep_pixels and (self.keep_only is None or index in self.keep_only)

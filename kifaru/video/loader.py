@@ -21,7 +21,11 @@ from kifaru.config.video import VideoLoaderConfig, resolve_cache_dir
 from kifaru.exceptions import ConfigError, DecodeError, FrameSelectionWarning, MediaError, PartialDecodeWarning
 from kifaru.video.cache import FrameCache
 from kifaru.video.detector_steps import DetectorSteps
+from kifaru.video.screen import Screen
+from kifaru.video.screen_steps import ScreenSteps
 from kifaru.video.loaded import (  # noqa: F401 (kifaru.video.loader's names)
+    DECIDED_BY_CLASSIFIER,
+    DECIDED_BY_DETECTOR,
     KEPT_BOX_THRESHOLD,
     NO_FRAME,
     ClipDetections,
@@ -54,16 +58,18 @@ def _size(height: Optional[int], width: Optional[int]) -> Optional[Size]:
     return (height, width) if height is not None and width is not None else None
 
 
-class FrameLoader(DetectorSteps):
+class FrameLoader(DetectorSteps, ScreenSteps):
     """Loads frames for one config; holds the frame cache and cleans it up on ``close()``.
 
     ``detector``: anything with MegadetectorLite's ``detect_fitted``; by default the process's
-    shared MegadetectorLite, loaded when a clip first needs it.
+    shared MegadetectorLite, loaded when a clip first needs it. ``screen``: fast mode's (see
+    :mod:`kifaru.video.screen`), for a config with the detector; its results are not cached.
     """
 
-    def __init__(self, config: Optional[VideoLoaderConfig] = None, detector: Any = None) -> None:
+    def __init__(self, config: Optional[VideoLoaderConfig] = None, detector: Any = None, screen: Optional[Screen] = None) -> None:
         self.config = config or VideoLoaderConfig()
         self._detector = detector
+        self.screen = screen if self.config.megadetector_lite_config is not None else None
         self._detection_thread: Optional[ThreadPoolExecutor] = None
         cache_dir = resolve_cache_dir(self.config)
         self.cache = FrameCache(cache_dir, self.config) if cache_dir is not None else None
@@ -104,6 +110,10 @@ class FrameLoader(DetectorSteps):
                     detections=detections_from_arrays(cached),
                     frame_rate=float(cached["frame_rate"]) if "frame_rate" in cached else None,
                 )
+        if self.screen is not None:
+            screened = self._load_screened(path)
+            if screened is not None:
+                return screened
         loaded = self._load_from_file(path)
         assert isinstance(loaded, LoadedFrames)
         if self.cache is not None:
@@ -323,7 +333,7 @@ class FrameLoader(DetectorSteps):
             pixels = to_tile(pixels, prepared.tile_width)
         prepared.add(frame, pixels)
         prepared.kept_rows = rgb.shape[0] / (rgb.shape[0] + crop) if crop else 1.0
-        if detector is not None:
+        if detector is not None and prepared.score_new:
             from kifaru.detection.megadetector_lite import fit_to_input
 
             prepared.pending[frame.index] = (fit_to_input(rgb, detector.image_height, detector.image_width), rgb.shape[:2])

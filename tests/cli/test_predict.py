@@ -233,3 +233,38 @@ def test_a_folder_of_clips_and_photos_from_the_command_line(tmp_path, checkpoint
     out = capsys.readouterr().out
     assert "1 file: 1 predicted, 0 failed" in out and "1 photo (test_convnext): 1 predicted, 0 failed" in out
     assert f"wrote {tmp_path / 'out' / 'zamba_image_predictions.csv'}" in out
+
+
+def test_preset_fast_from_the_command_line_or_the_yaml_file(megadetector_lite, tmp_path, checkpoint, capsys):
+    from tests.media import index_frame, make_animal_clip
+
+    data = tmp_path / "data"
+    make_animal_clip(data / "deer.mp4", animal_at=range(4, 10), n_frames=16)
+    make_clip(data / "wind.mp4", fps=4, size=(288, 448), frames=[index_frame(i, 288, 448) for i in range(16)])
+    loader = {"fps": 4, "total_frames": 4, "model_input_height": 32, "model_input_width": 48, "megadetector_lite_config": {"n_frames": 4}}
+    config = tmp_path / "fast.yaml"
+    config.write_text(yaml.safe_dump({"predict_config": {"preset": "fast"}, "video_loader_config": loader}))
+    assert predict("--config", config, "--data-dir", data, "--checkpoint", checkpoint, "--save-dir", tmp_path / "yaml") == EXIT_OK
+    captured = capsys.readouterr()
+    assert "fast mode: a screen at 320x320 first" in captured.err
+    assert "2 files: 2 predicted (1 decided by the detector: no animal on the screen), 0 failed" in captured.out
+    saved = yaml.safe_load((tmp_path / "yaml" / CONFIGURATION_YAML).read_text())
+    assert saved["preset"] == "fast" and saved["screen"]["image_size"] == 320
+    assert "preset" not in saved["predict_config"]  # zamba's keys only there: zamba reads the file back
+    with open(tmp_path / "yaml" / PREDICTIONS_CSV, newline="") as handle:
+        decided = {r["filepath"].rsplit("/", 1)[-1]: r["decided_by"] for r in csv.DictReader(handle)}
+    assert decided == {"deer.mp4": "classifier", "wind.mp4": "detector"}
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"video_loader_config": loader}))
+    assert predict("--config", plain, "--data-dir", data, "--checkpoint", checkpoint, "--save-dir", tmp_path / "option", "--preset", "fast") == EXIT_OK
+    assert (tmp_path / "option" / PREDICTIONS_CSV).read_text() == (tmp_path / "yaml" / PREDICTIONS_CSV).read_text()
+    assert predict("--data-dir", data, "--checkpoint", checkpoint, "--preset", "quick") == EXIT_USAGE
+    assert "invalid choice: 'quick'" in capsys.readouterr().err
+
+
+def test_preset_fast_without_the_detector_says_it_reads_every_clip_as_exact_mode(data_dir, checkpoint, tmp_path, capsys):
+    assert predict("--data-dir", data_dir, "--checkpoint", checkpoint, "--save-dir", tmp_path, "--preset", "fast") == EXIT_FAILED  # broken.mp4
+    captured = capsys.readouterr()
+    assert "--preset fast screens clips with MegadetectorLite, which this video_loader_config leaves out" in captured.err
+    assert "fast mode:" not in captured.err and "decided by the detector" not in captured.out

@@ -46,6 +46,7 @@ PREDICT_DEFAULTS = {
     "model_cache_dir": None,
     "deterministic": False,
     "photos": None,  # kifaru's: photos beside the videos in data_dir are refused until chosen
+    "preset": "exact",  # kifaru's: what zamba computes (fast: docs/fast-mode.md)
 }
 
 

@@ -49,6 +49,7 @@ PREDICT_OPTIONS = {
     "skip_load_validation": "skip_load_validation",
     "model_cache_dir": "model_cache_dir",
     "photos": "photos",
+    "preset": "preset",
 }
 
 
@@ -74,6 +75,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="photos in --data-dir beside the videos: image classifies them too (kifaru image predict's model and "
         "outputs, zamba_image_predictions.csv), skip leaves them out as zamba does (default: refused, saying so)",
     )  # fmt: skip
+    predict.add_argument(
+        "--preset", choices=["exact", "fast"],
+        help="exact (the default) computes what zamba computes; fast screens each clip cheaply first and leaves the "
+        "classifier out where the detector finds no animal, saying so in a decided_by column (docs/fast-mode.md)",
+    )  # fmt: skip
     predict.add_argument("-o", "--overwrite", action="store_true", default=None, help="replace outputs of an earlier run")
     add_processing_options(predict, "batch sent to the classifier (each clip is its own model call)")
     predict.add_argument("--gpus", type=int, help="GPUs to use; 0 for the CPU (default: a GPU if there is one)")
@@ -93,6 +99,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from kifaru.runs.predict import FAILURES_CSV, choose_classifier_runtime, predict_model, resolve_predict_run
     from kifaru.runs.shards import Shard
+    from kifaru.video.loaded import DECIDED_BY_DETECTOR
 
     configs = run_configs(args, "predict_config", PREDICT_OPTIONS)
     announce_backend(args)
@@ -120,10 +127,15 @@ def handle(args: argparse.Namespace) -> int:
     runtime = choose_classifier_runtime(run) if run.files else None
     if runtime is not None and runtime.fallback_reason:
         warn(f"ONNX Runtime cannot run the classifier, so it runs in PyTorch (slower): {runtime.fallback_reason}")
+    if config.preset == "fast" and run.screen is None:
+        warn("--preset fast screens clips with MegadetectorLite, which this video_loader_config leaves out "
+             "(megadetector_lite_config): every clip is read and classified as in exact mode")  # fmt: skip
+    screen = run.screen
     print(
         f"kifaru predict: {run.checkpoint.model_class} with {len(run.species)} species ({config.checkpoint}); "
         f"device {device_description(run.device)}"
         + (f", classifier in {runtime.describe()}" if runtime is not None else "")
+        + (f"; fast mode: a screen at {screen.image_size}x{screen.image_size} first, the clips in which it finds no animal decided by the detector" if screen else "")
         + f"; {plural(len(run.files), 'file')}, {loading_description(args, run.loading_processes)}"
         + (" (dry run: one batch, nothing saved)" if config.dry_run else f"; outputs in {config.save_dir}"),
         file=sys.stderr,
@@ -133,8 +145,11 @@ def handle(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")  # per-file notes are in the records, shown by the bar
         report = predict_model(config, run.video_loader_config, run=run, progress=bar.update)
     bar.close()
+    by_detector = sum(r.outputs.get("decided_by") == DECIDED_BY_DETECTOR for r in report.predicted)
     print(
-        f"{plural(len(report.records), 'file')}: {len(report.predicted)} predicted, {len(report.failed)} failed"
+        f"{plural(len(report.records), 'file')}: {len(report.predicted)} predicted"
+        + (f" ({by_detector} decided by the detector: no animal on the screen)" if screen else "")
+        + f", {len(report.failed)} failed"
         + (f" ({report.resumed} done by an earlier run)" if report.resumed else "")
     )
     for path in report.outputs.values():

@@ -1,0 +1,60 @@
+"""``predict_model`` with ``preset: fast``, the real MegadetectorLite and a tiny classifier: a
+clip with an animal in view for over a second gets exact mode's row, the same bytes; an empty
+one is decided by the detector, says so, and has no probabilities nobody computed."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from kifaru.config import PredictConfig
+from kifaru.runs.predict import MEGADETECTOR_JSON, PREDICTIONS_CSV, predict_model, resolve_predict_run
+from kifaru.video.screen import Screen
+from tests.media import index_frame, make_animal_clip, make_clip
+from tests.models.tiny_model import SPECIES, write_tiny_checkpoint
+from tests.runs.test_backends import DETECTOR_CONFIG
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fast") / "data"
+    make_animal_clip(folder / "deer.mp4", animal_at=range(4, 10), n_frames=16)  # from 1 s to 2.5 s of 4 s
+    make_clip(folder / "wind.mp4", fps=4, size=(288, 448), frames=[index_frame(i, 288, 448) for i in range(16)])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.ckpt")
+
+
+def rows(folder):
+    with open(folder / PREDICTIONS_CSV, newline="") as f:
+        return {r["filepath"].rsplit("/", 1)[-1]: r for r in csv.DictReader(f)}
+
+
+def test_fast_mode_classifies_the_animal_clip_as_exact_mode_and_lets_the_detector_decide_the_empty_one(megadetector_lite, data, checkpoint, tmp_path):
+    runs = {}
+    for preset in ("exact", "fast"):
+        config = PredictConfig(data_dir=data, checkpoint=checkpoint, save_dir=tmp_path / preset, num_workers=0, preset=preset)
+        runs[preset] = predict_model(config, DETECTOR_CONFIG, output_formats=["csv", "megadetector"])
+    exact, fast = rows(tmp_path / "exact"), rows(tmp_path / "fast")
+    assert list(fast["deer.mp4"]) == ["filepath", *SPECIES, "decided_by"] and list(exact["deer.mp4"]) == ["filepath", *SPECIES]
+    assert fast["deer.mp4"] == {**exact["deer.mp4"], "decided_by": "classifier"}
+    assert fast["wind.mp4"] == {"filepath": exact["wind.mp4"]["filepath"], **{s: "" for s in SPECIES}, "decided_by": "detector"}
+    assert all(exact["wind.mp4"][s] for s in SPECIES)  # exact mode classified it
+    fast_records = {r.item.rsplit("/", 1)[-1]: r for r in runs["fast"].records}
+    assert not fast_records["wind.mp4"].failed and fast_records["wind.mp4"].frames_used == []
+    # Timelapse's file says it too.
+    entries = {e["file"]: e for e in json.loads((tmp_path / "fast" / MEGADETECTOR_JSON).read_text())["images"]}
+    assert entries["wind.mp4"]["decided_by"] == "detector" and entries["deer.mp4"]["decided_by"] == "classifier"
+    assert "decided_by" not in json.loads((tmp_path / "exact" / MEGADETECTOR_JSON).read_text())["images"][0]
+
+
+def test_a_fast_run_is_not_continued_as_an_exact_one(data, checkpoint, tmp_path):
+    """Its records are not exact mode's: the journal's header holds the screen's settings."""
+    fast = resolve_predict_run(PredictConfig(data_dir=data, checkpoint=checkpoint, save_dir=tmp_path, preset="fast"), DETECTOR_CONFIG)
+    exact = resolve_predict_run(PredictConfig(data_dir=data, checkpoint=checkpoint, save_dir=tmp_path), DETECTOR_CONFIG)
+    assert fast.journal().header["screen"] == Screen().describe() and "screen" not in exact.journal().header
