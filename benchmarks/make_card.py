@@ -38,7 +38,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
-from multiprocessing import Pool
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -414,7 +414,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     jobs = [(plan, out / "clips", *by_name) for plan in plans]
     # The longest first, so that two processes finish together.
     jobs.sort(key=lambda job: -job[0].seconds * next(f[1] * f[2] for f in FORMATS if f[0] == job[0].format))
-    with Pool(args.jobs) as pool:
+    # Spawned, not forked: a child forked from a process that has run OpenCV and the detector's
+    # thread pools can block for ever in cv2 (their locks are copied held).
+    with get_context("spawn").Pool(args.jobs, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
         for line in pool.imap_unordered(make_clip, jobs):
             print(line, flush=True)
     print(f"{len(plans)} clips in {out / 'clips'} ({time.perf_counter() - started:.0f} s); their plan: {out / 'card.csv'}")

@@ -67,6 +67,8 @@ class ScreenSteps:
                 fill_mode=settings.fill_mode, sort_by_time=settings.sort_by_time, seed=settings.seed,
             )  # fmt: skip
             selected = self._final_plan([plan[k] for k in chosen], source)
+            if not selected:  # nothing above the confidence and no count to fill: exact mode says so
+                return None
             # Frames chosen that were not scored (filling up to the count): their pixels, unscored.
             prepared.score_new = False
             self._decode_into(source, sorted(set(selected) - set(prepared.frames)), prepared)

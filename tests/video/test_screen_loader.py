@@ -101,3 +101,13 @@ def test_photos_and_configs_without_the_detector_are_read_as_in_exact_mode(tmp_p
     without = VideoLoaderConfig(fps=4, total_frames=4)
     with FrameLoader(without, screen=Screen()) as loader:
         assert loader.screen is None and loader.load(clip).decided_by is None
+
+
+def test_with_no_count_to_fill_a_clip_the_screen_sent_on_with_nothing_above_the_confidence_is_exact_modes(clip):
+    """Neither n_frames nor total_frames: only frames above the confidence are kept; none here,
+    so the clip has no frames, which exact mode reports (the task makes it a failure record)."""
+    config = VideoLoaderConfig(fps=4, megadetector_lite_config={})
+    fast, _ = load(clip, {48: 0.2}, config=config)
+    exact, _ = load(clip, {48: 0.2}, config=config, screen=None)
+    assert fast.decided_by is None and fast.source_indices == exact.source_indices == []
+    assert any("no frame was selected" in note for note in fast.warnings)
