@@ -75,7 +75,10 @@ def run_header(run: RunDescription) -> dict[str, Any]:
 def _prediction_values(config: Any) -> Optional[dict[str, Any]]:
     if config is None or not hasattr(config, "proba_threshold"):
         return None
-    return {"proba_threshold": config.proba_threshold, "output_class_names": bool(getattr(config, "output_class_names", False))}
+    values = {"proba_threshold": config.proba_threshold, "output_class_names": bool(getattr(config, "output_class_names", False))}
+    if getattr(config, "preset", "exact") != "exact":  # fast mode's CSV has its decided_by column
+        values["preset"] = str(config.preset)
+    return values
 
 
 def _video_detector(run: RunDescription) -> Optional[dict[str, Any]]:

@@ -8,6 +8,7 @@ import csv
 import json
 
 import pytest
+import yaml
 
 from kifaru.config import PredictConfig
 from kifaru.runs.predict import MEGADETECTOR_JSON, PREDICTIONS_CSV, predict_model, resolve_predict_run
@@ -58,3 +59,20 @@ def test_a_fast_run_is_not_continued_as_an_exact_one(data, checkpoint, tmp_path)
     fast = resolve_predict_run(PredictConfig(data_dir=data, checkpoint=checkpoint, save_dir=tmp_path, preset="fast"), DETECTOR_CONFIG)
     exact = resolve_predict_run(PredictConfig(data_dir=data, checkpoint=checkpoint, save_dir=tmp_path), DETECTOR_CONFIG)
     assert fast.journal().header["screen"] == Screen().describe() and "screen" not in exact.journal().header
+
+
+def test_shards_of_a_fast_run_merge_into_the_run_made_in_one_go(megadetector_lite, data, checkpoint, tmp_path, capsys):
+    """The merged CSV keeps fast mode's decided_by column (the results files carry the preset)."""
+    from kifaru.cli import EXIT_OK, main
+    from kifaru.outputs.results_file import RESULTS_FILE
+    from tests.helpers.outputs import assert_same_outputs
+
+    config = tmp_path / "fast.yaml"
+    config.write_text(yaml.safe_dump({"predict_config": {"preset": "fast"}, "video_loader_config": DETECTOR_CONFIG.model_dump(mode="json")}))
+    common = ["predict", "--config", str(config), "--data-dir", str(data), "--checkpoint", str(checkpoint), "--num-workers", "0", "-q"]
+    assert main([*common, "--save-dir", str(tmp_path / "one")]) == EXIT_OK
+    for index in (1, 2):
+        assert main([*common, "--save-dir", str(tmp_path / f"shard{index}"), "--shard", f"{index}/2"]) == EXIT_OK
+    assert main(["merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"), "--out", str(tmp_path / "merged")]) == EXIT_OK
+    assert_same_outputs(tmp_path / "one", tmp_path / "merged", [PREDICTIONS_CSV, RESULTS_FILE])
+    assert rows(tmp_path / "merged")["wind.mp4"]["decided_by"] == "detector"
