@@ -20,6 +20,14 @@ from kifaru.video.loaded import KEPT_BOX_THRESHOLD, ClipDetections, Prepared, av
 from kifaru.video.selection import select_by_scores
 
 
+def relative_to_whole_frame(found: Any, kept_rows: float) -> Any:
+    """FrameDetections of a frame whose bottom rows were cropped off (``kept_rows``: the share of
+    its height the detector saw), with boxes relative to the whole frame."""
+    if kept_rows == 1.0:
+        return found
+    return replace(found, boxes=found.boxes * np.array([1.0, kept_rows, 1.0, kept_rows]))
+
+
 class DetectorSteps:
     """FrameLoader's methods that talk to the detector (``self.detector``, ``self.config``,
     ``self._detection_thread`` and ``self._open_and_decode`` come from FrameLoader)."""
@@ -56,11 +64,7 @@ class DetectorSteps:
         """(frame number, time, detections) of ``frames``, boxes relative to the whole frame as
         displayed, even when ``crop_bottom_pixels`` kept the detector from seeing the bottom rows."""
         by_index = self._detections(prepared)
-        scale = np.array([1.0, prepared.kept_rows, 1.0, prepared.kept_rows])
-        return [
-            (i, float(info.timestamps[i]), by_index[i] if prepared.kept_rows == 1.0 else replace(by_index[i], boxes=by_index[i].boxes * scale))
-            for i in frames
-        ]
+        return [(i, float(info.timestamps[i]), relative_to_whole_frame(by_index[i], prepared.kept_rows)) for i in frames]
 
     def _select_by_detector(
         self, plan: list[int], prepared: "Prepared"

@@ -9,7 +9,6 @@ takes the short way on a clip that reads cleanly.
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from kifaru.exceptions import FrameSelectionWarning
 from kifaru.video.decode import VideoSource
+from kifaru.video.detector_steps import relative_to_whole_frame
 from kifaru.video.image import ImageSource
 from kifaru.video.loaded import DECIDED_BY_CLASSIFIER, DECIDED_BY_DETECTOR, KEPT_BOX_THRESHOLD, LoadedFrames, Prepared, average_rate
 from kifaru.video.screen import near_hits, screen_positions
@@ -115,8 +115,5 @@ class ScreenSteps:
             nms_threshold=settings.nms_threshold, batch_size=settings.frame_batch_size,
         )  # fmt: skip
         kept_rows = (info.height - crop) / info.height
-        if kept_rows == 1.0:
-            return found
-        scale = np.array([1.0, kept_rows, 1.0, kept_rows])
-        return [replace(f, boxes=f.boxes * scale) for f in found]
+        return [relative_to_whole_frame(f, kept_rows) for f in found]
 
